@@ -1,0 +1,2 @@
+# man/: manual pages.
+dist_man_MANS += man/centrifugo.8 man/centrifugo.conf.5 man/centrifugo-ctl.1

@@ -1,0 +1,2 @@
+# packaging/: distribution packages.
+EXTRA_DIST += packaging

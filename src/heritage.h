@@ -1,0 +1,32 @@
+/*
+ * heritage.h - everything a child process inherits from the supervisor
+ * across fork(): the parsed configuration, the shared-memory segment (with
+ * its rings and eventfds), the listening socket and the child's identity.
+ * The supervisor fills it before forking; children only read it.
+ */
+#ifndef CENTRIFUGO_HERITAGE_H
+#define CENTRIFUGO_HERITAGE_H
+
+struct config;
+struct shm;
+
+enum heritage_role {
+	ROLE_SUPERVISOR = 0,
+	ROLE_WORKER,
+	ROLE_BROKER
+};
+
+struct heritage {
+	struct config *cfg;       /* parsed configuration (copy-on-write copy) */
+	struct shm *shm;          /* shared segment, mapped before fork */
+	int listen_fd;            /* http_server.address:port, already listening */
+	unsigned nworkers;        /* number of worker processes */
+	enum heritage_role role;  /* what this process is */
+	unsigned worker_id;       /* 0..nworkers-1 when role == ROLE_WORKER */
+	int ipc_fd;               /* child's end of its socketpair to the supervisor */
+	unsigned generation;      /* how many times this slot was (re)spawned */
+};
+
+extern struct heritage heritage;
+
+#endif
