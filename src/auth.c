@@ -197,7 +197,13 @@ pem_resolve(const char *opt, const char *val, struct buf *pem, struct buf *err)
 		buf_puts(pem, val);
 		return 0;
 	}
-	dec = b64_decode(val, strlen(val), 0, &declen);
+	/* base64 as `base64` prints it may be wrapped; drop the line breaks */
+	for (n = 0; val[n] != '\0'; n++) {
+		if (val[n] != '\n' && val[n] != '\r')
+			buf_putc(pem, val[n]);
+	}
+	dec = b64_decode(pem->data, pem->len, 0, &declen);
+	buf_reset(pem);
 	if (dec != NULL && strstr((char *)dec, "-----BEGIN") != NULL) {
 		buf_append(pem, dec, declen);
 		free(dec);

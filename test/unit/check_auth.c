@@ -517,7 +517,8 @@ START_TEST(test_key_forms)
 	char path[] = "/tmp/check_auth_XXXXXX";
 	struct auth_keys k = { 0 };
 	struct auth_verifier *v;
-	char *b64;
+	char *b64, *wrapped;
+	size_t i, n;
 	int fd;
 
 	/* base64-encoded PEM */
@@ -526,6 +527,19 @@ START_TEST(test_key_forms)
 	v = mkv(&k);
 	ck_assert_int_eq(conn_r(v, tok_pk(rsa_key, 256, 0, HDR("RS256"), "{}")), AUTH_OK);
 	auth_verifier_free(v);
+	/* wrapped base64, as base64(1) prints it */
+	wrapped = xmalloc(2 * strlen(b64) + 1);
+	for (i = 0, n = 0; b64[i] != '\0'; i++) {
+		wrapped[n++] = b64[i];
+		if (i % 64 == 63)
+			wrapped[n++] = '\n';
+	}
+	wrapped[n] = '\0';
+	k.rsa_public_key = wrapped;
+	v = mkv(&k);
+	ck_assert_int_eq(conn_r(v, tok_pk(rsa_key, 256, 0, HDR("RS256"), "{}")), AUTH_OK);
+	auth_verifier_free(v);
+	free(wrapped);
 	free(b64);
 
 	/* path to a PEM file */
@@ -1053,6 +1067,51 @@ START_TEST(test_malformed)
 }
 END_TEST
 
+/* Every single-byte change and every truncation of a rich token, against
+ * a verifier and a skip_verify one (whose claim parsing sees garbage):
+ * no crash, no leak, a defined result. */
+START_TEST(test_mutations)
+{
+	static const char muts[] = { 'A', 'z', '_', '-', '.', '=', '+', '/', ' ', '\0', '\xff' };
+	struct auth_keys ks = { .skip_verify = 1 };
+	struct auth_verifier *vs[2] = { hmac_verifier(), mkv(&ks) };
+	const char *cl = "{\"sub\":\"1\",\"exp\":1800000000,\"info\":{\"a\":[1,\"b\\\"\"]},"
+		"\"channel\":\"\",\"subs\":{\"c\\u0041\":{\"info\":{\"x\":1},\"b64data\":\"AA==\","
+		"\"override\":{\"presence\":{\"value\":true}}},\"d\":null},\"meta\":{}}";
+	char *tok = auth_make_hs256(SECRET, cl), *t;
+	size_t n = strlen(tok), i, m, w;
+	struct auth_conn_claims c;
+	struct auth_sub_claims s;
+	enum auth_result r;
+
+	for (w = 0; w < 2; w++) {
+		ck_assert_int_eq(auth_verify_connection(vs[w], tok, n, NOW, &c, NULL), AUTH_OK);
+		auth_conn_claims_free(&c);
+		for (i = 0; i < n; i++) {
+			for (m = 0; m < sizeof(muts); m++) {
+				t = xmemdup(tok, n);
+				t[i] = muts[m];
+				r = auth_verify_connection(vs[w], t, n, NOW, &c, NULL);
+				ck_assert(r == AUTH_OK || r == AUTH_INVALID || r == AUTH_EXPIRED);
+				auth_conn_claims_free(&c);
+				r = auth_verify_subscription(vs[w], t, n, NOW, &s, NULL);
+				ck_assert(r == AUTH_OK || r == AUTH_INVALID || r == AUTH_EXPIRED);
+				auth_sub_claims_free(&s);
+				free(t);
+			}
+			t = xmemdup(tok, i);
+			r = auth_verify_connection(vs[w], t, i, NOW, &c, NULL);
+			ck_assert(r == AUTH_INVALID || (w == 1 && r == AUTH_OK));
+			auth_conn_claims_free(&c);
+			free(t);
+		}
+	}
+	free(tok);
+	auth_verifier_free(vs[0]);
+	auth_verifier_free(vs[1]);
+}
+END_TEST
+
 START_TEST(test_result_names)
 {
 	ck_assert_str_eq(auth_result_name(AUTH_OK), "ok");
@@ -1094,6 +1153,7 @@ auth_suite(void)
 	tcase_add_test(tc, test_info_b64info);
 	tcase_add_test(tc, test_subs);
 	tcase_add_test(tc, test_malformed);
+	tcase_add_test(tc, test_mutations);
 	tcase_add_test(tc, test_result_names);
 	suite_add_tcase(s, tc);
 	return s;
