@@ -751,6 +751,14 @@ config_free(struct config *cfg)
 
 /* ---- walking the file ---- */
 
+/* Keys are case-insensitive, as in Centrifugo (its parser lower-cases them). */
+static void
+lower(char *s)
+{
+	for (; *s != '\0'; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
 static int
 desc_find(const struct cfg_desc *descs, size_t n, const char *path)
 {
@@ -800,6 +808,8 @@ parse_chan_group(struct loader *ld, struct chan_opts *co, struct chan_src *src,
 		int idx;
 
 		snprintf(full, sizeof full, "%s.%s", label, name);
+		lower(full);
+		name = full + strlen(label) + 1;
 		if (is_item && strcmp(name, "name") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_STRING) {
 				ld_err(ld, &o, "option '%s' must be a string, got %s", full, setting_type_name(s));
@@ -839,8 +849,8 @@ parse_namespaces(struct loader *ld, struct config *cfg, const config_setting_t *
 		char label[64];
 
 		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-			ld_err(ld, &o, "channel.namespaces item %d must be a group { name = \"...\"; ... }, got %s",
-			    i + 1, setting_type_name(g));
+			ld_err(ld, &o, "channel.namespaces[%d] must be a group { name = \"...\"; ... }, got %s",
+			    i, setting_type_name(g));
 			continue;
 		}
 		co = add_namespace(ld, cfg, &o);
@@ -861,6 +871,7 @@ walk_group(struct loader *ld, struct config *cfg, const config_setting_t *g, con
 		int idx;
 
 		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", config_setting_name(s));
+		lower(path);
 		if (strcmp(path, "channel.without_namespace") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
 				ld_err(ld, &o, "option '%s' must be a group, got %s", path, setting_type_name(s));
@@ -977,7 +988,7 @@ env_namespaces_json(struct loader *ld, struct config *cfg, const struct origin *
 		char label[64], full[512];
 
 		if (!json_is_object(item)) {
-			ld_err(ld, o, "item %zu must be a JSON object", i);
+			ld_err(ld, o, "channel.namespaces[%zu] must be a JSON object", i);
 			continue;
 		}
 		co = add_namespace(ld, cfg, o);
@@ -1239,7 +1250,7 @@ validate(struct loader *ld, struct config *cfg)
 		char label[300];
 
 		if (co->name[0] == '\0') {
-			ld_err(ld, o, "channel.namespaces item %zu has no name", i + 1);
+			ld_err(ld, o, "channel.namespaces[%zu] has no name", i);
 			snprintf(label, sizeof label, "channel.namespaces[%zu]", i);
 		} else {
 			if (!valid_ns_name(co->name))

@@ -151,12 +151,13 @@ END_TEST
 static const char valid_conf[] =
     "# comment\n"
     "http_server = { address = \"127.0.0.1\"; port = 8100; internal_port = \"9100\"; };\n"
-    "workers = 3;\n"
+    "Workers = 3;\n"
     "log = { level = \"debug\"; json = true; };\n"
     "client = {\n"
     "  insecure = false;\n"
     "  allow_anonymous_connect_without_token = true;\n"
-    "  token = { hmac_secret_key = \"secret\"; user_id_claim = \"user_id\"; };\n"
+    "  token = { hmac_secret_key = \"secret\"; user_id_claim = \"user_id\";\n"
+    "    hmac_previous_secret_key_valid_until = 1700000000000L; };\n"
     "  subscription_token = { enabled = true; hmac_secret_key = \"sub\"; };\n"
     "  allowed_origins = [\"https://a.example\", \"https://b.example\"];\n"
     "  ping_interval = \"1m30s\"; pong_timeout = \"500ms\";\n"
@@ -202,6 +203,7 @@ START_TEST(test_valid_file)
 	ck_assert_int_eq(cfg->client_allow_anonymous_connect_without_token, 1);
 	ck_assert_str_eq(cfg->client_token_hmac_secret_key, "secret");
 	ck_assert_str_eq(cfg->client_token_user_id_claim, "user_id");
+	ck_assert_int_eq(cfg->client_token_hmac_previous_secret_key_valid_until, 1700000000000LL);
 	ck_assert_int_eq(cfg->client_subscription_token_enabled, 1);
 	ck_assert_str_eq(cfg->client_subscription_token_hmac_secret_key, "sub");
 	ck_assert_uint_eq(cfg->client_allowed_origins.n, 2);
@@ -328,7 +330,7 @@ START_TEST(test_wrong_types)
 	expect_error("workers = 1.5;\n", 1, "must be an integer, got a float");
 	expect_error("workers = { };\n", 1, "must be an integer, got a group");
 	expect_error("channel = { namespaces = { name = \"chat\"; }; };\n", 1, "must be a list of groups");
-	expect_error("channel = { namespaces = ( 5 ); };\n", 1, "must be a group");
+	expect_error("channel = { namespaces = ( 5 ); };\n", 1, "channel.namespaces[0] must be a group");
 	expect_error("channel = { namespaces = ( { name = 5; } ); };\n", 1, "must be a string");
 }
 END_TEST
@@ -396,7 +398,7 @@ START_TEST(test_namespace_errors)
 	expect_error("channel = { namespaces = (\n { name = \"a b\"; }\n ); };\n", 2, "invalid namespace name");
 	expect_error("channel = { namespaces = (\n { name = \"chat\"; },\n { name = \"chat\"; }\n ); };\n", 3,
 	    "duplicate namespace name \"chat\"");
-	expect_error("channel = { namespaces = (\n { presence = true; }\n ); };\n", 2, "has no name");
+	expect_error("channel = { namespaces = (\n { presence = true; }\n ); };\n", 2, "channel.namespaces[0] has no name");
 	expect_error("channel = { namespaces = (\n { name = \"chat\";\n  history_size = 10; }\n ); };\n", 3,
 	    "history_size and history_ttl must be both set or both zero");
 	expect_error("channel = { namespaces = (\n { name = \"chat\";\n  history_ttl = \"10s\"; }\n ); };\n", 3,
@@ -551,7 +553,7 @@ START_TEST(test_env_bad_values)
 	expect_env_error("CENTRIFUGO_CHANNEL_NAMESPACES", "[{\"name\":\"chat\",\"presence\":1}]",
 	    "must be a JSON boolean");
 	expect_env_error("CENTRIFUGO_CHANNEL_NAMESPACES", "[{\"name\":\"x\"}]", "invalid namespace name");
-	expect_env_error("CENTRIFUGO_CHANNEL_NAMESPACES", "[5]", "must be a JSON object");
+	expect_env_error("CENTRIFUGO_CHANNEL_NAMESPACES", "[5]", "channel.namespaces[0] must be a JSON object");
 }
 END_TEST
 
