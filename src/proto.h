@@ -44,7 +44,7 @@ proto_span_eq(struct proto_span sp, const char *s)
 }
 
 /* ------------------------------------------------------------------ */
-/* Codes (protocol.md §5).  Wire values, hence not starting at 0+1.    */
+/* Codes (protocol.md §5): the enum values are the wire values.       */
 
 enum proto_error_code {
 	PROTO_ERR_NONE = 0,
