@@ -36,6 +36,7 @@
 #include <openssl/x509.h>
 
 #include "auth.h"
+#include "b64.h"
 #include "buf.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -93,82 +94,28 @@ auth_result_name(enum auth_result r)
 
 /* ---- base64 ---------------------------------------------------------- */
 
-static int
-b64_val(unsigned char c, int url)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == (url ? '-' : '+'))
-		return 62;
-	if (c == (url ? '_' : '/'))
-		return 63;
-	return -1;
-}
-
 /*
  * Decodes s[0..n): url = 1 is unpadded base64url (JWS segments), url = 0 is
  * padded standard base64 (b64info, b64data).  Returns a malloc'd buffer with
  * a NUL after the *outlen bytes, or NULL on any bad character or length.
  */
 static unsigned char *
-b64_decode(const char *s, size_t n, int url, size_t *outlen)
+auth_b64_decode(const char *s, size_t n, int url, size_t *outlen)
 {
-	unsigned char *out, *o;
-	uint32_t acc = 0;
-	size_t i, bits = 0;
+	struct buf b = BUF_INIT;
 
-	if (!url) {
-		if (n % 4 != 0)
-			return NULL;
-		if (n > 0 && s[n - 1] == '=')
-			n--;
-		if (n > 0 && s[n - 1] == '=')
-			n--;
-	}
-	if (n % 4 == 1)
+	if (b64_decode(s, n, url, &b) != 0) {
+		buf_free(&b);
 		return NULL;
-	o = out = xmalloc(n / 4 * 3 + 3);
-	for (i = 0; i < n; i++) {
-		int v = b64_val((unsigned char)s[i], url);
-		if (v < 0) {
-			free(out);
-			return NULL;
-		}
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			*o++ = (unsigned char)(acc >> bits);
-		}
 	}
-	*o = '\0';
-	*outlen = (size_t)(o - out);
-	return out;
+	return (unsigned char *)buf_steal(&b, outlen);
 }
 
 /* Appends unpadded base64url of p[0..n) to b. */
 static void
 b64url_encode(struct buf *b, const unsigned char *p, size_t n)
 {
-	static const char tbl[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	uint32_t acc = 0;
-	size_t i, bits = 0;
-
-	for (i = 0; i < n; i++) {
-		acc = (acc << 8) | p[i];
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			buf_putc(b, tbl[(acc >> bits) & 63]);
-		}
-	}
-	if (bits > 0)
-		buf_putc(b, tbl[(acc << (6 - bits)) & 63]);
+	b64_encode(p, n, 1, b);
 }
 
 /* ---- keys ------------------------------------------------------------ */
@@ -202,7 +149,7 @@ pem_resolve(const char *opt, const char *val, struct buf *pem, struct buf *err)
 		if (val[n] != '\n' && val[n] != '\r')
 			buf_putc(pem, val[n]);
 	}
-	dec = b64_decode(pem->data, pem->len, 0, &declen);
+	dec = auth_b64_decode(pem->data, pem->len, 0, &declen);
 	buf_reset(pem);
 	if (dec != NULL && strstr((char *)dec, "-----BEGIN") != NULL) {
 		buf_append(pem, dec, declen);
@@ -778,7 +725,7 @@ json_or_b64(json_t *obj, const char *raw, size_t rawn, const char *jname,
 	*out = NULL;
 	*outlen = 0;
 	if (b64 != NULL && b64[0] != '\0') {
-		*out = (char *)b64_decode(b64, strlen(b64), 0, outlen);
+		*out = (char *)auth_b64_decode(b64, strlen(b64), 0, outlen);
 		return *out != NULL ? 0 : -1;
 	}
 	if (claim(obj, jname) != NULL && js_member(raw, rawn, jname, &vp, &vn)) {
@@ -945,9 +892,9 @@ verify_common(struct auth_verifier *v, const char *token, size_t len, int64_t no
 	dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
 	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL)
 		return fail(why, AUTH_INVALID, "token is not three dot-separated segments");
-	hdr = b64_decode(token, (size_t)(dot1 - token), 1, &hdr_len);
-	p->payload = b64_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), 1, &p->payload_len);
-	sig = b64_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), 1, &sig_len);
+	hdr = auth_b64_decode(token, (size_t)(dot1 - token), 1, &hdr_len);
+	p->payload = auth_b64_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), 1, &p->payload_len);
+	sig = auth_b64_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), 1, &sig_len);
 	if (hdr == NULL || p->payload == NULL || sig == NULL) {
 		fail(why, AUTH_INVALID, "bad base64url in token %s",
 			hdr == NULL ? "header" : p->payload == NULL ? "claims" : "signature");

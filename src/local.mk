@@ -12,11 +12,13 @@ src_libcentrifugo_a_CFLAGS = $(AM_CFLAGS) $(CF_DEP_CFLAGS)
 src_libcentrifugo_a_SOURCES = \
 	src/api.c src/api.h \
 	src/auth.c src/auth.h \
+	src/b64.c src/b64.h \
 	src/broker.c src/broker.h \
 	src/buf.c src/buf.h \
 	src/client.c src/client.h \
 	src/config.c src/config.h src/config_tbl.h \
 	src/heritage.h \
+	src/htab.c src/htab.h \
 	src/hub.c src/hub.h \
 	src/ipc.c src/ipc.h \
 	src/json.c src/json.h \
@@ -29,6 +31,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/shm.c src/shm.h \
 	src/supervisor.c src/supervisor.h \
 	src/vmb.h \
+	src/wheel.c src/wheel.h \
 	src/worker.c src/worker.h \
 	src/xmalloc.c src/xmalloc.h
 

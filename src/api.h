@@ -1,0 +1,16 @@
+/*
+ * api.h - the HTTP side of a worker: the server API (per-method
+ * POST /api/<method> and the legacy multi-command POST /api) and /health.
+ */
+#ifndef CENTRIFUGO_API_H
+#define CENTRIFUGO_API_H
+
+struct config;
+struct http_req;
+
+/* Once per worker. */
+void api_init(const struct config *cfg);
+/* Answers one HTTP request (now, or later once the broker replied). */
+void api_handle(struct http_req *r);
+
+#endif

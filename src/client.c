@@ -1,0 +1,1031 @@
+/*
+ * client.c - client sessions of a worker (protocol.md §4).
+ *
+ * A session is bound to one WebSocket connection.  It starts connecting,
+ * becomes connected after a successful `connect`, and is closed by a
+ * disconnect (a close frame with the code and reason) or when the transport
+ * goes away.  Commands of a frame are handled in order; replies and pushes
+ * share the connection's outgoing queue, so a reply queued before a push is
+ * written before it.
+ *
+ * Deadlines (stale connection, next ping, pong check, expiry) use a single
+ * node per session in the worker's timing wheel: the node is armed for the
+ * earliest of them.
+ *
+ * Runs in: worker processes.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "auth.h"
+#include "build-config.h"
+#include "buf.h"
+#include "client.h"
+#include "config.h"
+#include "htab.h"
+#include "hub.h"
+#include "json.h"
+#include "log.h"
+#include "loop.h"
+#include "msg.h"
+#include "proto.h"
+#include "wheel.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#define CLIENT_MAGIC 0x434c4e54u   /* "CLNT" */
+#define CLIENT_ID_LEN 36
+
+enum client_state {
+	CLIENT_CONNECTING = 0,
+	CLIENT_CONNECTED,
+	CLIENT_CLOSING,            /* close frame queued, transport not gone yet */
+	CLIENT_CLOSED              /* transport gone; freed when refs reach 0 */
+};
+
+static const char *const client_state_names[] = {
+	[CLIENT_CONNECTING] = "connecting",
+	[CLIENT_CONNECTED] = "connected",
+	[CLIENT_CLOSING] = "closing",
+	[CLIENT_CLOSED] = "closed",
+};
+
+/* A client-side subscription. */
+struct client_sub {
+	struct hub_sub hs;         /* first: hub_sub -> client_sub by cast */
+	char *chan_info;           /* raw JSON from a subscription token, or NULL */
+	size_t chan_info_len;
+};
+
+struct client {
+	uint32_t magic;
+	enum client_state state;
+	struct conn *conn;
+	struct client *prev, *next;    /* every session of this worker */
+	struct wheel_node timer;
+	uint32_t refs;                 /* the transport + requests in flight */
+	unsigned connect_failed:1;     /* connect answered with an error */
+	unsigned ping_outstanding:1;   /* a ping was sent and not answered */
+	unsigned protobuf:1;
+	uint64_t stale_at;             /* monotonic ms deadlines, 0 = none */
+	uint64_t ping_at;
+	uint64_t pong_at;
+	uint64_t expire_at;
+	int64_t exp;                   /* Unix s the credentials expire, 0 never */
+	char id[CLIENT_ID_LEN + 1];
+	char *user;
+	char *info;                    /* raw conn_info, or NULL */
+	size_t info_len;
+	struct client_sub **subs;
+	uint32_t nsubs, capsubs;
+};
+
+struct client_globals {
+	const struct config *cfg;
+	struct auth_verifier *conn_verifier;
+	struct auth_verifier *sub_verifier;
+	struct client *all;
+	size_t count;
+	struct proto_reader reader;
+	struct buf out;
+	unsigned char rnd[4096];       /* random pool for session ids */
+	size_t rnd_left;
+};
+
+static struct client_globals g;
+
+static void client_schedule(struct client *c);
+static void client_disconnect(struct client *c, uint32_t code);
+
+/* ------------------------------------------------------------------ */
+/* Set-up                                                              */
+
+static struct auth_verifier *
+client_verifier(const char *what, const struct auth_keys *k)
+{
+	struct buf err = BUF_INIT;
+	struct auth_verifier *v = auth_verifier_new(k, &err);
+
+	if (v == NULL)
+		log_fatal("%s: %s", what, buf_cstr(&err));
+	buf_free(&err);
+	return v;
+}
+
+void
+client_init(const struct config *cfg)
+{
+	struct auth_keys k;
+
+	memset(&g, 0, sizeof(g));
+	g.cfg = cfg;
+	proto_reader_init(&g.reader);
+	buf_init(&g.out);
+
+	memset(&k, 0, sizeof(k));
+	k.hmac_secret_key = cfg->client_token_hmac_secret_key;
+	k.hmac_previous_secret_key = cfg->client_token_hmac_previous_secret_key;
+	k.hmac_previous_secret_key_valid_until = cfg->client_token_hmac_previous_secret_key_valid_until;
+	k.rsa_public_key = cfg->client_token_rsa_public_key;
+	k.ecdsa_public_key = cfg->client_token_ecdsa_public_key;
+	k.audience = cfg->client_token_audience;
+	k.issuer = cfg->client_token_issuer;
+	k.audience_regex = cfg->client_token_audience_regex;
+	k.issuer_regex = cfg->client_token_issuer_regex;
+	k.user_id_claim = cfg->client_token_user_id_claim;
+	k.skip_verify = cfg->client_insecure_skip_token_signature_verify;
+	g.conn_verifier = client_verifier("client.token", &k);
+	if (cfg->client_subscription_token_enabled) {
+		memset(&k, 0, sizeof(k));
+		k.hmac_secret_key = cfg->client_subscription_token_hmac_secret_key;
+		k.hmac_previous_secret_key = cfg->client_subscription_token_hmac_previous_secret_key;
+		k.hmac_previous_secret_key_valid_until =
+		    cfg->client_subscription_token_hmac_previous_secret_key_valid_until;
+		k.rsa_public_key = cfg->client_subscription_token_rsa_public_key;
+		k.ecdsa_public_key = cfg->client_subscription_token_ecdsa_public_key;
+		k.audience = cfg->client_subscription_token_audience;
+		k.issuer = cfg->client_subscription_token_issuer;
+		k.audience_regex = cfg->client_subscription_token_audience_regex;
+		k.issuer_regex = cfg->client_subscription_token_issuer_regex;
+		k.user_id_claim = cfg->client_subscription_token_user_id_claim;
+		k.skip_verify = cfg->client_insecure_skip_token_signature_verify;
+		g.sub_verifier = client_verifier("client.subscription_token", &k);
+	} else {
+		g.sub_verifier = g.conn_verifier;
+	}
+}
+
+static void
+client_new_id(char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char *r;
+
+	if (g.rnd_left < 16) {
+		if (getrandom(g.rnd, sizeof(g.rnd), 0) != (ssize_t)sizeof(g.rnd))
+			log_panic("getrandom failed");
+		g.rnd_left = sizeof(g.rnd);
+	}
+	r = g.rnd + sizeof(g.rnd) - g.rnd_left;
+	g.rnd_left -= 16;
+	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);    /* version 4 */
+	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);    /* variant 10 */
+	for (int i = 0, o = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[r[i] >> 4];
+		out[o++] = hex[r[i] & 15];
+	}
+	out[CLIENT_ID_LEN] = '\0';
+}
+
+static uint64_t
+client_rand_below(uint64_t n)
+{
+	uint64_t v;
+
+	if (n == 0)
+		return 0;
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = (uint64_t)random();
+	return v % n;
+}
+
+static int64_t
+client_unix_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                          */
+
+static void client_timer_fire(struct wheel_node *n);
+
+struct client *
+client_new(struct conn *conn, const struct loop_ws_info *info)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+
+	c->magic = CLIENT_MAGIC;
+	c->state = CLIENT_CONNECTING;
+	c->conn = conn;
+	c->refs = 1;
+	c->protobuf = info->protobuf ? 1 : 0;
+	wheel_node_init(&c->timer, client_timer_fire);
+	c->next = g.all;
+	if (g.all)
+		g.all->prev = c;
+	g.all = c;
+	g.count++;
+	if (worker_stopping()) {
+		client_disconnect(c, PROTO_DISCONNECT_SHUTDOWN);
+		return c;
+	}
+	if (c->protobuf) {
+		/* The protobuf format comes with its own codec module; until it
+		 * is there such clients are told plainly. */
+		client_disconnect(c, PROTO_DISCONNECT_INAPPROPRIATE_PROTOCOL);
+		return c;
+	}
+	if (g.cfg->client_stale_close_delay > 0)
+		c->stale_at = wheel_now_ms() + (uint64_t)g.cfg->client_stale_close_delay;
+	client_schedule(c);
+	return c;
+}
+
+static void
+client_sub_free(struct client_sub *s)
+{
+	free(s->chan_info);
+	free(s);
+}
+
+static void
+client_unsubscribe_all(struct client *c)
+{
+	for (uint32_t i = 0; i < c->nsubs; i++) {
+		hub_remove(worker_hub(), &c->subs[i]->hs);
+		client_sub_free(c->subs[i]);
+	}
+	c->nsubs = 0;
+}
+
+static void
+client_unref(struct client *c)
+{
+	ASSERT(c->magic == CLIENT_MAGIC && c->refs > 0);
+	if (--c->refs)
+		return;
+	free(c->subs);
+	free(c->user);
+	free(c->info);
+	c->magic = 0;
+	free(c);
+}
+
+void
+client_on_closed(struct client *c)
+{
+	ASSERT(c->magic == CLIENT_MAGIC);
+	wheel_disarm(&c->timer);
+	client_unsubscribe_all(c);
+	c->state = CLIENT_CLOSED;
+	c->conn = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		g.all = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	g.count--;
+	client_unref(c);
+}
+
+struct conn *
+client_conn(const struct client *c)
+{
+	return c->conn;
+}
+
+size_t
+client_count(void)
+{
+	return g.count;
+}
+
+/* Closes the session with a disconnect code (a WebSocket close frame
+ * carrying the code and reason; no disconnect push on this transport). */
+static void
+client_disconnect(struct client *c, uint32_t code)
+{
+	const char *reason = proto_disconnect_reason(code);
+
+	if (c->state >= CLIENT_CLOSING)
+		return;
+	log_debug("client %s (%s) disconnected: %u %s", c->id, client_state_names[c->state],
+	    code, reason ? reason : "");
+	c->state = CLIENT_CLOSING;
+	wheel_disarm(&c->timer);
+	/* No push may follow the close frame. */
+	client_unsubscribe_all(c);
+	loop_conn_close(c->conn, (uint16_t)code, reason ? reason : "");
+}
+
+void
+client_close_all(uint16_t code, const char *reason)
+{
+	for (struct client *c = g.all; c; c = c->next) {
+		if (c->state >= CLIENT_CLOSING)
+			continue;
+		c->state = CLIENT_CLOSING;
+		wheel_disarm(&c->timer);
+		client_unsubscribe_all(c);
+		loop_conn_close(c->conn, code, reason);
+	}
+}
+
+void
+client_fanout_overrun(void)
+{
+	/* Subscribers may have missed publications.  Without positions to
+	 * recover from, the honest thing is to make them reconnect. */
+	for (struct client *c = g.all; c; c = c->next)
+		if (c->state == CLIENT_CONNECTED && c->nsubs)
+			client_disconnect(c, PROTO_DISCONNECT_INSUFFICIENT_STATE);
+}
+
+/* Queues the message in g.out on the session; 0 or -1 (slow: closed). */
+static int
+client_send_out(struct client *c)
+{
+	if (c->state >= CLIENT_CLOSING)
+		return -1;
+	if (loop_conn_send_copy(c->conn, g.out.data, g.out.len) != 0) {
+		/* loop.c closed it as slow. */
+		c->state = CLIENT_CLOSING;
+		wheel_disarm(&c->timer);
+		client_unsubscribe_all(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+client_reply_error(struct client *c, uint32_t id, uint32_t code)
+{
+	buf_reset(&g.out);
+	proto_json_error_code(&g.out, id, code);
+	client_send_out(c);
+}
+
+static void
+client_reply_empty(struct client *c, uint32_t id, enum proto_cmd_type type)
+{
+	buf_reset(&g.out);
+	proto_json_empty_result(&g.out, id, type);
+	client_send_out(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Deadlines                                                           */
+
+static void
+client_schedule(struct client *c)
+{
+	uint64_t due = 0, now;
+	uint64_t cand[4] = { c->stale_at, c->ping_at, c->pong_at, c->expire_at };
+
+	for (int i = 0; i < 4; i++)
+		if (cand[i] && (due == 0 || cand[i] < due))
+			due = cand[i];
+	if (due == 0) {
+		wheel_disarm(&c->timer);
+		return;
+	}
+	now = wheel_now_ms();
+	wheel_arm(worker_wheel(), &c->timer, due > now ? (int64_t)(due - now) : 0);
+}
+
+static void
+client_timer_fire(struct wheel_node *n)
+{
+	struct client *c = (struct client *)((char *)n - offsetof(struct client, timer));
+	uint64_t now = wheel_now_ms();
+	const struct config *cfg = g.cfg;
+
+	if (c->state >= CLIENT_CLOSING)
+		return;
+	if (c->stale_at && now >= c->stale_at) {
+		client_disconnect(c, PROTO_DISCONNECT_STALE);
+		return;
+	}
+	if (c->expire_at && now >= c->expire_at) {
+		client_disconnect(c, PROTO_DISCONNECT_EXPIRED);
+		return;
+	}
+	if (c->pong_at && now >= c->pong_at) {
+		if (c->ping_outstanding) {
+			client_disconnect(c, PROTO_DISCONNECT_NO_PONG);
+			return;
+		}
+		c->pong_at = 0;
+	}
+	if (c->ping_at && now >= c->ping_at) {
+		buf_reset(&g.out);
+		proto_json_ping(&g.out);
+		if (client_send_out(c) != 0)
+			return;
+		c->ping_at = now + (uint64_t)cfg->client_ping_interval;
+		if (cfg->client_pong_timeout > 0) {
+			c->ping_outstanding = 1;
+			c->pong_at = now + (uint64_t)cfg->client_pong_timeout;
+		}
+	}
+	client_schedule(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* connect / refresh                                                   */
+
+/* Deadline (monotonic ms) for credentials expiring at Unix time exp. */
+static uint64_t
+client_expire_deadline(int64_t exp)
+{
+	int64_t left = exp - client_unix_now();
+
+	if (left < 0)
+		left = 0;
+	return wheel_now_ms() + (uint64_t)left * 1000 +
+	    (uint64_t)(g.cfg->client_expired_close_delay > 0 ? g.cfg->client_expired_close_delay : 0);
+}
+
+static void
+client_handle_connect(struct client *c, const struct proto_cmd *cmd)
+{
+	const struct config *cfg = g.cfg;
+	const struct proto_connect_req *req = &cmd->connect;
+	struct proto_connect_result res;
+	struct auth_conn_claims claims;
+	int64_t exp = 0;
+
+	if (c->state != CLIENT_CONNECTING || c->connect_failed) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return;
+	}
+	memset(&claims, 0, sizeof(claims));
+	if (req->token.len) {
+		struct buf why = BUF_INIT;
+		enum auth_result r = auth_verify_connection(g.conn_verifier, req->token.p,
+		    req->token.len, client_unix_now(), &claims, &why);
+		if (r != AUTH_OK)
+			log_info("connection token refused (%s): %s", auth_result_name(r), buf_cstr(&why));
+		buf_free(&why);
+		if (r == AUTH_INVALID) {
+			client_disconnect(c, PROTO_DISCONNECT_INVALID_TOKEN);
+			return;
+		}
+		if (r == AUTH_EXPIRED) {
+			c->connect_failed = 1;
+			client_reply_error(c, cmd->id, PROTO_ERR_TOKEN_EXPIRED);
+			return;
+		}
+		if (claims.user[0] == '\0' && cfg->client_disallow_anonymous_connection_tokens) {
+			auth_conn_claims_free(&claims);
+			client_disconnect(c, PROTO_DISCONNECT_PERMISSION_DENIED);
+			return;
+		}
+		if (!cfg->client_insecure)
+			exp = auth_expiry(claims.has_expire_at, claims.expire_at, claims.has_exp, claims.exp);
+		if (exp && exp <= client_unix_now()) {
+			auth_conn_claims_free(&claims);
+			c->connect_failed = 1;
+			client_reply_error(c, cmd->id, PROTO_ERR_EXPIRED);
+			return;
+		}
+		c->user = claims.user;
+		claims.user = NULL;
+		if (claims.info) {
+			c->info = claims.info;
+			c->info_len = claims.info_len;
+			claims.info = NULL;
+		}
+		auth_conn_claims_free(&claims);
+	} else if (cfg->client_allow_anonymous_connect_without_token || cfg->client_insecure) {
+		c->user = xstrdup("");
+	} else {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return;
+	}
+
+	client_new_id(c->id);
+	c->state = CLIENT_CONNECTED;
+	c->stale_at = 0;
+	c->exp = exp;
+
+	memset(&res, 0, sizeof(res));
+	res.client = (struct proto_span){ c->id, CLIENT_ID_LEN };
+	res.version = proto_span_str(CENTRIFUGO_COMPAT_VERSION);
+	if (exp) {
+		res.expires = 1;
+		res.ttl = (uint32_t)(exp - client_unix_now());
+		c->expire_at = client_expire_deadline(exp);
+	}
+	if (cfg->client_ping_interval > 0) {
+		uint64_t iv = (uint64_t)cfg->client_ping_interval;
+		res.ping = (uint32_t)(iv / 1000);
+		res.pong = cfg->client_pong_timeout > 0;
+		/* First ping between interval/2 and interval: spreads storms. */
+		c->ping_at = wheel_now_ms() + iv / 2 + client_rand_below(iv / 2 + 1);
+	}
+	if (cfg->client_connect_include_server_time) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		res.time = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	}
+	buf_reset(&g.out);
+	proto_json_connect_result(&g.out, cmd->id, &res);
+	if (client_send_out(c) != 0)
+		return;
+	client_schedule(c);
+}
+
+static void
+client_handle_refresh(struct client *c, const struct proto_cmd *cmd)
+{
+	struct auth_conn_claims claims;
+	struct proto_refresh_result res;
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+	int64_t exp;
+
+	if (cmd->refresh.token.len == 0) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return;
+	}
+	r = auth_verify_connection(g.conn_verifier, cmd->refresh.token.p, cmd->refresh.token.len,
+	    client_unix_now(), &claims, &why);
+	buf_free(&why);
+	if (r == AUTH_EXPIRED) {
+		client_disconnect(c, PROTO_DISCONNECT_EXPIRED);
+		return;
+	}
+	if (r != AUTH_OK) {
+		client_disconnect(c, PROTO_DISCONNECT_INVALID_TOKEN);
+		return;
+	}
+	if (strcmp(claims.user, c->user) != 0) {
+		auth_conn_claims_free(&claims);
+		client_disconnect(c, PROTO_DISCONNECT_INVALID_TOKEN);
+		return;
+	}
+	exp = g.cfg->client_insecure ? 0 :
+	    auth_expiry(claims.has_expire_at, claims.expire_at, claims.has_exp, claims.exp);
+	if (exp && exp <= client_unix_now()) {
+		auth_conn_claims_free(&claims);
+		client_reply_error(c, cmd->id, PROTO_ERR_EXPIRED);
+		return;
+	}
+	if (claims.info) {
+		free(c->info);
+		c->info = claims.info;
+		c->info_len = claims.info_len;
+		claims.info = NULL;
+	}
+	auth_conn_claims_free(&claims);
+	c->exp = exp;
+	memset(&res, 0, sizeof(res));
+	if (exp) {
+		res.expires = 1;
+		res.ttl = (uint32_t)(exp - client_unix_now());
+		c->expire_at = client_expire_deadline(exp);
+	} else {
+		/* A token without expiry clears it (upstream keeps the old
+		 * timer armed; see README). */
+		c->expire_at = 0;
+	}
+	buf_reset(&g.out);
+	proto_json_refresh_result(&g.out, cmd->id, &res);
+	client_send_out(c);
+	client_schedule(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Channels                                                            */
+
+static struct client_sub *
+client_find_sub(const struct client *c, struct proto_span ch, uint32_t *idx)
+{
+	for (uint32_t i = 0; i < c->nsubs; i++) {
+		size_t len;
+		const char *name = hub_sub_channel(&c->subs[i]->hs, &len);
+		if (len == ch.len && memcmp(name, ch.p, len) == 0) {
+			if (idx)
+				*idx = i;
+			return c->subs[i];
+		}
+	}
+	return NULL;
+}
+
+static int
+client_is_anonymous(const struct client *c)
+{
+	return c->user == NULL || c->user[0] == '\0';
+}
+
+/*
+ * Resolves and checks a channel name for a channel command.  Returns the
+ * options, or NULL after answering: disconnect 3501 for an empty name,
+ * error 107 for a bad name, 102 for an unknown namespace.
+ */
+static const struct chan_opts *
+client_chan_opts(struct client *c, uint32_t id, struct proto_span ch)
+{
+	const struct config *cfg = g.cfg;
+	const struct chan_opts *o;
+	int unknown = 0;
+
+	if (ch.len == 0) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return NULL;
+	}
+	if (ch.len > (size_t)cfg->channel_max_length) {
+		client_reply_error(c, id, PROTO_ERR_BAD_REQUEST);
+		return NULL;
+	}
+	o = config_chan_opts(cfg, ch.p, ch.len, &unknown);
+	if (o == NULL) {
+		client_reply_error(c, id, PROTO_ERR_UNKNOWN_CHANNEL);
+		return NULL;
+	}
+	for (size_t i = 0; i < ch.len; i++) {
+		unsigned char b = (unsigned char)ch.p[i];
+		if (b < 0x20 || b > 0x7e) {
+			client_reply_error(c, id, PROTO_ERR_BAD_REQUEST);
+			return NULL;
+		}
+	}
+	if (o->has_regex) {
+		char *name = xstrndup(ch.p, ch.len);
+		int ok = regexec(&o->regex, name, 0, NULL, 0) == 0;
+		free(name);
+		if (!ok) {
+			client_reply_error(c, id, PROTO_ERR_BAD_REQUEST);
+			return NULL;
+		}
+	}
+	return o;
+}
+
+/* Does a user-limited channel ("news#42,43") list this session's user? */
+static int
+client_user_allowed(const struct client *c, struct proto_span ch)
+{
+	const char *b = g.cfg->channel_user_boundary, *sep = g.cfg->channel_user_separator;
+	size_t bl = strlen(b), sl = strlen(sep), ul = strlen(c->user);
+	const char *p = NULL, *end = ch.p + ch.len;
+
+	if (client_is_anonymous(c) || bl == 0)
+		return 0;
+	for (const char *q = ch.p; q + bl <= end; q++)
+		if (memcmp(q, b, bl) == 0) {
+			p = q + bl;
+			break;
+		}
+	if (p == NULL)
+		return 0;
+	while (p <= end) {
+		const char *e = p;
+		while (e + sl <= end && memcmp(e, sep, sl) != 0)
+			e++;
+		if (e + sl > end)
+			e = end;
+		if ((size_t)(e - p) == ul && memcmp(p, c->user, ul) == 0)
+			return 1;
+		p = e + sl;
+	}
+	return 0;
+}
+
+static int
+client_has_prefix(struct proto_span ch, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return n && ch.len >= n && memcmp(ch.p, prefix, n) == 0;
+}
+
+static void
+client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
+{
+	const struct config *cfg = g.cfg;
+	const struct proto_subscribe_req *req = &cmd->subscribe;
+	const struct chan_opts *o;
+	struct proto_subscribe_result res;
+	struct client_sub *s;
+	char *chan_info = NULL;
+	size_t chan_info_len = 0;
+	int allowed = 0;
+
+	if (req->channel.len == 0) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return;
+	}
+	if (req->delta.len && !proto_span_eq(req->delta, "fossil")) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return;
+	}
+	if (req->channel.len > (size_t)cfg->channel_max_length) {
+		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
+		return;
+	}
+	if (client_find_sub(c, req->channel, NULL)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_ALREADY_SUBSCRIBED);
+		return;
+	}
+	if (c->nsubs >= (uint32_t)cfg->client_channel_limit) {
+		client_reply_error(c, cmd->id, PROTO_ERR_LIMIT_EXCEEDED);
+		return;
+	}
+	if ((o = client_chan_opts(c, cmd->id, req->channel)) == NULL)
+		return;
+	if (req->type != 0) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	}
+	if (req->token.len) {
+		struct auth_sub_claims claims;
+		struct buf why = BUF_INIT;
+		enum auth_result r = auth_verify_subscription(g.sub_verifier, req->token.p,
+		    req->token.len, client_unix_now(), &claims, &why);
+		if (r != AUTH_OK)
+			log_info("subscription token refused (%s): %s", auth_result_name(r), buf_cstr(&why));
+		buf_free(&why);
+		if (r == AUTH_INVALID) {
+			client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+			return;
+		}
+		if (r == AUTH_EXPIRED) {
+			client_reply_error(c, cmd->id, PROTO_ERR_TOKEN_EXPIRED);
+			return;
+		}
+		if (strcmp(claims.user, c->user) != 0 ||
+		    strlen(claims.channel) != req->channel.len ||
+		    memcmp(claims.channel, req->channel.p, req->channel.len) != 0 ||
+		    (claims.client[0] && strcmp(claims.client, c->id) != 0)) {
+			auth_sub_claims_free(&claims);
+			client_disconnect(c, PROTO_DISCONNECT_INVALID_TOKEN);
+			return;
+		}
+		{
+			int64_t exp = auth_expiry(claims.has_expire_at, claims.expire_at,
+			    claims.has_exp, claims.exp);
+			if (exp && exp <= client_unix_now()) {
+				auth_sub_claims_free(&claims);
+				client_reply_error(c, cmd->id, PROTO_ERR_EXPIRED);
+				return;
+			}
+		}
+		chan_info = claims.info;
+		chan_info_len = claims.info_len;
+		claims.info = NULL;
+		auth_sub_claims_free(&claims);
+		allowed = 1;
+	} else if (client_has_prefix(req->channel, cfg->channel_private_prefix)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	} else if (o->allow_user_limited_channels && client_user_allowed(c, req->channel)) {
+		allowed = 1;
+	} else if (o->allow_subscribe_for_client &&
+	    (!client_is_anonymous(c) || o->allow_subscribe_for_anonymous)) {
+		allowed = 1;
+	} else if (cfg->client_insecure) {
+		allowed = 1;
+	}
+	if (!allowed) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	}
+
+	memset(&res, 0, sizeof(res));
+	res.was_recovering = req->recover;
+	buf_reset(&g.out);
+	proto_json_subscribe_result(&g.out, cmd->id, &res);
+	if (client_send_out(c) != 0) {
+		free(chan_info);
+		return;
+	}
+	/* Linked after the reply is queued: no push can overtake it. */
+	s = xcalloc(1, sizeof(*s));
+	s->hs.client = c;
+	s->chan_info = chan_info;
+	s->chan_info_len = chan_info_len;
+	if (c->nsubs == c->capsubs) {
+		c->capsubs = c->capsubs ? c->capsubs * 2 : 4;
+		c->subs = xrealloc(c->subs, c->capsubs * sizeof(*c->subs));
+	}
+	c->subs[c->nsubs++] = s;
+	hub_add(worker_hub(), req->channel.p, req->channel.len, &s->hs);
+}
+
+static void
+client_handle_unsubscribe(struct client *c, const struct proto_cmd *cmd)
+{
+	struct client_sub *s;
+	uint32_t i;
+
+	if (cmd->unsubscribe.channel.len == 0) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return;
+	}
+	if ((s = client_find_sub(c, cmd->unsubscribe.channel, &i)) != NULL) {
+		hub_remove(worker_hub(), &s->hs);
+		client_sub_free(s);
+		c->subs[i] = c->subs[--c->nsubs];
+	}
+	client_reply_empty(c, cmd->id, PROTO_CMD_UNSUBSCRIBE);
+}
+
+/* A publish waiting for the broker. */
+struct client_publish {
+	struct client *c;
+	uint32_t id;
+};
+
+static void
+client_publish_done(void *arg, const struct msg *reply)
+{
+	struct client_publish *p = arg;
+	struct client *c = p->c;
+
+	if (c->state == CLIENT_CONNECTED) {
+		if (reply == NULL)
+			client_reply_error(c, p->id, PROTO_ERR_INTERNAL);
+		else if (reply->error)
+			client_reply_error(c, p->id, reply->error);
+		else
+			client_reply_empty(c, p->id, PROTO_CMD_PUBLISH);
+	}
+	client_unref(c);
+	free(p);
+}
+
+/* Does data pass the namespace's publication_data_format check? */
+static int
+client_data_ok(const struct chan_opts *o, struct proto_span data)
+{
+	const char *fmt = o->publication_data_format;
+	struct json_val v;
+
+	if (strcmp(fmt, "binary") == 0)
+		return 1;
+	if (data.len == 0)
+		return 0;
+	if (strcmp(fmt, "json") == 0)
+		return json_parse(data.p, data.len, NULL, NULL) == 0;
+	if (strcmp(fmt, "json_object") == 0)
+		return json_parse(data.p, data.len, &v, NULL) == 0 && v.type == JSON_OBJECT;
+	return 1;
+}
+
+static void
+client_handle_publish(struct client *c, const struct proto_cmd *cmd)
+{
+	const struct proto_publish_req *req = &cmd->publish;
+	const struct chan_opts *o;
+	struct client_sub *s;
+	struct client_publish *p;
+	struct msg m;
+	int anon = client_is_anonymous(c), allowed = 0;
+
+	if ((o = client_chan_opts(c, cmd->id, req->channel)) == NULL)
+		return;
+	if (req->type != 0) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	}
+	if (!client_data_ok(o, req->data)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
+		return;
+	}
+	s = client_find_sub(c, req->channel, NULL);
+	if (o->allow_publish_for_client && (!anon || o->allow_publish_for_anonymous))
+		allowed = 1;
+	else if (o->allow_publish_for_subscriber && s && (!anon || o->allow_publish_for_anonymous))
+		allowed = 1;
+	else if (g.cfg->client_insecure)
+		allowed = 1;
+	if (!allowed) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	}
+
+	memset(&m, 0, offsetof(struct msg, tags));
+	m.type = MSG_PUBLISH;
+	m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
+	m.data = (struct msg_str){ req->data.p, (uint32_t)req->data.len };
+	m.has_info = 1;
+	m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
+	m.client = (struct msg_str){ c->id, CLIENT_ID_LEN };
+	m.conn_info = (struct msg_str){ c->info, (uint32_t)c->info_len };
+	if (s)
+		m.chan_info = (struct msg_str){ s->chan_info, (uint32_t)s->chan_info_len };
+	m.ntags = 0;
+	m.history_size = o->history_size;
+	m.history_ttl_ms = o->history_ttl;
+	m.history_meta_ttl_ms = o->history_meta_ttl;
+	m.offset = 0;
+	m.epoch = (struct msg_str){ NULL, 0 };
+
+	p = xmalloc(sizeof(*p));
+	p->c = c;
+	p->id = cmd->id;
+	c->refs++;
+	worker_request(&m, client_publish_done, p);
+}
+
+/* presence, presence_stats, history: their engines arrive with the
+ * broker's presence and history queries; until then only the checks. */
+static void
+client_handle_channel_query(struct client *c, const struct proto_cmd *cmd,
+    struct proto_span channel)
+{
+	const struct chan_opts *o = client_chan_opts(c, cmd->id, channel);
+
+	if (o == NULL)
+		return;
+	client_reply_error(c, cmd->id, PROTO_ERR_NOT_AVAILABLE);
+}
+
+/* ------------------------------------------------------------------ */
+/* Dispatch                                                            */
+
+/* Handles one command; returns -1 once the session is closing. */
+static int
+client_dispatch(struct client *c, const struct proto_cmd *cmd)
+{
+	if (cmd->id == 0 && cmd->type != PROTO_CMD_SEND) {
+		/* A pong, whatever else it carries. */
+		if (c->state != CLIENT_CONNECTED || !c->ping_outstanding) {
+			client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+			return -1;
+		}
+		c->ping_outstanding = 0;
+		return 0;
+	}
+	if (c->state == CLIENT_CONNECTING && (cmd->type != PROTO_CMD_CONNECT || c->connect_failed)) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return -1;
+	}
+	switch (cmd->type) {
+	case PROTO_CMD_CONNECT:
+		client_handle_connect(c, cmd);
+		break;
+	case PROTO_CMD_SUBSCRIBE:
+		client_handle_subscribe(c, cmd);
+		break;
+	case PROTO_CMD_UNSUBSCRIBE:
+		client_handle_unsubscribe(c, cmd);
+		break;
+	case PROTO_CMD_PUBLISH:
+		client_handle_publish(c, cmd);
+		break;
+	case PROTO_CMD_PRESENCE:
+		client_handle_channel_query(c, cmd, cmd->presence.channel);
+		break;
+	case PROTO_CMD_PRESENCE_STATS:
+		client_handle_channel_query(c, cmd, cmd->presence_stats.channel);
+		break;
+	case PROTO_CMD_HISTORY:
+		client_handle_channel_query(c, cmd, cmd->history.channel);
+		break;
+	case PROTO_CMD_RPC:
+		/* No RPC proxy and no built-in method: nothing is found. */
+		client_reply_error(c, cmd->id, PROTO_ERR_METHOD_NOT_FOUND);
+		break;
+	case PROTO_CMD_SEND:
+		/* There is no handler for asynchronous messages (§4.8). */
+		client_disconnect(c, PROTO_DISCONNECT_NOT_AVAILABLE);
+		break;
+	case PROTO_CMD_REFRESH:
+		client_handle_refresh(c, cmd);
+		break;
+	case PROTO_CMD_SUB_REFRESH:
+		if (cmd->sub_refresh.channel.len == 0)
+			client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		else
+			client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		break;
+	default:
+		/* No known request (a lone `ping` lands here too). */
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		break;
+	}
+	return c->state >= CLIENT_CLOSING ? -1 : 0;
+}
+
+void
+client_on_message(struct client *c, const char *data, size_t len, int binary)
+{
+	struct proto_cmd cmd;
+	int rc;
+
+	ASSERT(c->magic == CLIENT_MAGIC);
+	if (c->state >= CLIENT_CLOSING)
+		return;
+	/* The opcode is not looked at: a binary message in JSON mode is
+	 * decoded as JSON like a text one (protocol.md §1.2). */
+	proto_reader_reset(&g.reader, data, len);
+	while ((rc = proto_json_next(&g.reader, &cmd)) == 1) {
+		if (client_dispatch(c, &cmd) != 0)
+			return;
+	}
+	if (rc < 0) {
+		log_debug("client %s sent a malformed frame: %s at byte %zu", c->id,
+		    g.reader.err ? g.reader.err : "?", g.reader.err_off);
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+	}
+}

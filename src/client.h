@@ -1,0 +1,34 @@
+/*
+ * client.h - one client session on a worker: the protocol state machine
+ * (connecting -> connected -> closed), command dispatch, permissions, ping
+ * and pong, and the session's subscriptions.
+ */
+#ifndef CENTRIFUGO_CLIENT_H
+#define CENTRIFUGO_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf;
+struct client;
+struct config;
+struct conn;
+struct loop_ws_info;
+
+/* Once per worker, before any client. */
+void client_init(const struct config *cfg);
+/* A WebSocket opened; returns the session bound to it. */
+struct client *client_new(struct conn *conn, const struct loop_ws_info *info);
+/* One complete WebSocket message from the client. */
+void client_on_message(struct client *c, const char *data, size_t len, int binary);
+/* The transport is gone: unlink everything, free when no request holds it. */
+void client_on_closed(struct client *c);
+/* Closes every session with a disconnect (graceful stop). */
+void client_close_all(uint16_t code, const char *reason);
+/* The worker lost fan-out records: sessions may have missed publications. */
+void client_fanout_overrun(void);
+struct conn *client_conn(const struct client *c);
+/* Number of live sessions on this worker. */
+size_t client_count(void);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * hub.c - channel -> local subscribers of one worker, and delivery.
+ *
+ * hub_deliver() is the fan-out hot path: one publication is encoded once
+ * into a shared buffer and that buffer is queued (by reference) on every
+ * member; nothing is allocated or encoded per subscriber.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "client.h"
+#include "htab.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "msg.h"
+#include "proto.h"
+#include "xmalloc.h"
+
+struct hub_chan {
+	struct htab_entry *entry;   /* owns the channel name */
+	struct hub_sub **members;
+	uint32_t n, cap;
+};
+
+struct hub {
+	struct htab chans;
+	size_t nsubs;
+	struct buf scratch;
+};
+
+struct hub *
+hub_new(void)
+{
+	struct hub *h = xcalloc(1, sizeof(*h));
+
+	htab_init(&h->chans);
+	buf_init(&h->scratch);
+	return h;
+}
+
+void
+hub_free(struct hub *h)
+{
+	size_t it;
+	struct htab_entry *e;
+
+	if (h == NULL)
+		return;
+	for (e = htab_first(&h->chans, &it); e; e = htab_next(&h->chans, &it, e)) {
+		struct hub_chan *ch = e->value;
+		free(ch->members);
+		free(ch);
+	}
+	htab_free(&h->chans);
+	buf_free(&h->scratch);
+	free(h);
+}
+
+void
+hub_add(struct hub *h, const char *channel, size_t len, struct hub_sub *s)
+{
+	struct hub_chan *ch = htab_get(&h->chans, channel, len);
+
+	if (ch == NULL) {
+		ch = xcalloc(1, sizeof(*ch));
+		ch->entry = htab_put(&h->chans, channel, len, ch);
+	}
+	if (ch->n == ch->cap) {
+		ch->cap = ch->cap ? ch->cap * 2 : 4;
+		ch->members = xrealloc(ch->members, ch->cap * sizeof(*ch->members));
+	}
+	s->chan = ch;
+	s->pos = ch->n;
+	ch->members[ch->n++] = s;
+	h->nsubs++;
+}
+
+void
+hub_remove(struct hub *h, struct hub_sub *s)
+{
+	struct hub_chan *ch = s->chan;
+
+	if (ch == NULL)
+		return;
+	ASSERT(s->pos < ch->n && ch->members[s->pos] == s);
+	ch->members[s->pos] = ch->members[--ch->n];
+	ch->members[s->pos]->pos = s->pos;
+	s->chan = NULL;
+	h->nsubs--;
+	if (ch->n == 0) {
+		htab_del(&h->chans, ch->entry->key, ch->entry->klen);
+		free(ch->members);
+		free(ch);
+	}
+}
+
+const char *
+hub_sub_channel(const struct hub_sub *s, size_t *len)
+{
+	if (s->chan == NULL) {
+		if (len)
+			*len = 0;
+		return "";
+	}
+	if (len)
+		*len = s->chan->entry->klen;
+	return s->chan->entry->key;
+}
+
+size_t
+hub_channel_count(const struct hub *h)
+{
+	return h->chans.count;
+}
+
+size_t
+hub_subscription_count(const struct hub *h)
+{
+	return h->nsubs;
+}
+
+void
+hub_deliver(struct hub *h, const struct msg *m)
+{
+	struct hub_chan *ch = htab_get(&h->chans, m->channel.p, m->channel.len);
+	struct proto_tag tags[MSG_MAX_TAGS];
+	struct proto_publication pub;
+	struct sbuf *frame;
+
+	if (ch == NULL)
+		return;
+	memset(&pub, 0, sizeof(pub));
+	pub.data = (struct proto_span){ m->data.p, m->data.len };
+	if (m->has_info) {
+		pub.has_info = 1;
+		pub.info.user = (struct proto_span){ m->user.p, m->user.len };
+		pub.info.client = (struct proto_span){ m->client.p, m->client.len };
+		pub.info.conn_info = (struct proto_span){ m->conn_info.p, m->conn_info.len };
+		pub.info.chan_info = (struct proto_span){ m->chan_info.p, m->chan_info.len };
+	}
+	pub.offset = m->offset;
+	/* The first publication of a stream names its epoch (upstream does). */
+	if (m->offset == 1)
+		pub.epoch = (struct proto_span){ m->epoch.p, m->epoch.len };
+	for (uint32_t i = 0; i < m->ntags; i++) {
+		tags[i].key = (struct proto_span){ m->tags[2 * i].p, m->tags[2 * i].len };
+		tags[i].value = (struct proto_span){ m->tags[2 * i + 1].p, m->tags[2 * i + 1].len };
+	}
+	pub.tags = tags;
+	pub.ntags = m->ntags;
+
+	buf_reset(&h->scratch);
+	proto_json_push_pub(&h->scratch, (struct proto_span){ m->channel.p, m->channel.len }, &pub);
+	frame = sbuf_new(h->scratch.data, h->scratch.len);
+	/* A member closed as slow inside loop_conn_send() stays linked until
+	 * its close callback, which loop.c defers: the array is stable here. */
+	for (uint32_t i = 0; i < ch->n; i++)
+		loop_conn_send(client_conn(ch->members[i]->client), frame);
+	sbuf_unref(frame);
+}
