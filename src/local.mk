@@ -44,3 +44,9 @@ src_centrifugo_LDADD = src/libcentrifugo.a $(CF_LIBS)
 src_centrifugo_ctl_SOURCES = src/ctl/centrifugo-ctl.c
 src_centrifugo_ctl_CFLAGS = $(AM_CFLAGS) $(CF_DEP_CFLAGS)
 src_centrifugo_ctl_LDADD = src/libcentrifugo.a $(CF_LIBS)
+
+# The load generator (bench/ scripts drive it; see centrifugo-bench(1)).
+bin_PROGRAMS += src/centrifugo-bench
+src_centrifugo_bench_SOURCES = src/bench/centrifugo-bench.c
+src_centrifugo_bench_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
+src_centrifugo_bench_LDADD = src/libcentrifugo.a $(OPENSSL_LIBS)
