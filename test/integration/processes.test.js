@@ -156,22 +156,29 @@ describe('processes: graceful shutdown', () => {
 
     process.kill(srv.pid, 'SIGTERM');
 
-    for (const r of raws) {
-      const cl = await r.waitClose(15000);
-      assert.deepEqual(cl, { code: 3001, reason: 'shutdown' });
-    }
-    for (const p of sdkWaits) {
-      const ctx = await p;
-      assert.equal(ctx.code, 3001);
-      assert.equal(ctx.reason, 'shutdown');
-    }
+    // Gather everything first, then assert, so one run tells the whole story.
+    const rawCloses = await Promise.allSettled(raws.map((r) => r.waitClose(15000)));
+    const sdkCtx = await Promise.allSettled(sdkWaits);
     for (const c of sdk) c.disconnect();
-    await pollUntil(() => tree.every((pid) => !proc.alive(pid)),
-      { timeout: 20000, what: `every process of ${JSON.stringify(tree)} to exit` });
+    const allGone = await pollUntil(() => tree.every((pid) => !proc.alive(pid)),
+      { timeout: 20000, what: `every process of ${JSON.stringify(tree)} to exit` }).then(() => true, (e) => e.message);
     const exit = await Promise.race([srv.exited, sleep(5000).then(() => null)]);
-    assert.ok(exit, 'supervisor exited');
+    t.diagnostic(`raw closes: ${JSON.stringify(rawCloses.map((x) => x.value || x.reason.message))}`);
+    t.diagnostic(`SDK connecting events: ${JSON.stringify(sdkCtx.map((x) => x.value || x.reason.message))}`);
     t.diagnostic(`supervisor exit: ${JSON.stringify(exit)}`);
+
+    assert.equal(allGone, true, 'every process of the tree exited');
+    assert.ok(exit, 'supervisor exited');
     assert.equal(exit.signal, null, 'supervisor exited by itself, not killed by a signal');
     assert.equal(exit.code, 0, 'graceful stop exits 0');
+    for (const r of rawCloses) {
+      assert.equal(r.status, 'fulfilled', r.reason && r.reason.message);
+      assert.deepEqual(r.value, { code: 3001, reason: 'shutdown' }, 'raw client close frame');
+    }
+    for (const r of sdkCtx) {
+      assert.equal(r.status, 'fulfilled', r.reason && r.reason.message);
+      assert.equal(r.value.code, 3001);
+      assert.equal(r.value.reason, 'shutdown');
+    }
   }, { timeout: 60000 });
 });

@@ -44,6 +44,26 @@ describe('connection tokens', () => {
     }
   });
 
+  h.test('namespace without *_for_anonymous: anonymous gets 103, a token user is allowed', async (t, srv) => {
+    const anon = await rawClient(srv.wsUrl, { connect: true });
+    const user = await rawClient(srv.wsUrl, { connect: { token: makeToken({ sub: '7', exp: nowSec() + 600 }) } });
+    try {
+      let r = await anon.subscribe('users:1');
+      assert.deepEqual(r.error, { code: 103, message: 'permission denied' }, JSON.stringify(r));
+      r = await anon.command({ publish: { channel: 'users:1', data: { a: 1 } } });
+      assert.deepEqual(r.error, { code: 103, message: 'permission denied' }, JSON.stringify(r));
+      r = await user.subscribe('users:1');
+      assert.deepEqual(r.subscribe, {}, JSON.stringify(r));
+      r = await user.command({ publish: { channel: 'users:1', data: { a: 2 } } });
+      assert.deepEqual(r.publish, {}, JSON.stringify(r));
+      const p = await user.push({ channel: 'users:1', kind: 'pub' });
+      assert.equal(p.push.pub.info.user, '7');
+    } finally {
+      anon.close();
+      user.close();
+    }
+  });
+
   h.test('bad signature: disconnect 3500 "invalid token" (SDK terminal)', async (t, srv) => {
     const token = makeToken({ sub: '42', exp: nowSec() + 3600 }, { secret: 'wrong-secret' });
     const c = newClient({ token });

@@ -88,11 +88,22 @@ function defaultConfig() {
     },
     websocket: { message_size_limit: 65536 },
     http_api: { key: API_KEY },
+    // Anonymous connections need the *_for_anonymous permissions (spec
+    // §4.5.2 / §4.8); the "users" namespace leaves them out on purpose.
     channel: {
-      without_namespace: { allow_subscribe_for_client: true, allow_publish_for_client: false },
+      without_namespace: {
+        allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true, allow_publish_for_client: false,
+      },
       namespaces: [
-        { name: 'chat', allow_subscribe_for_client: true, allow_publish_for_client: true },
-        { name: 'subonly', allow_subscribe_for_client: true, allow_publish_for_subscriber: true },
+        {
+          name: 'chat', allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true,
+          allow_publish_for_client: true, allow_publish_for_anonymous: true,
+        },
+        {
+          name: 'subonly', allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true,
+          allow_publish_for_subscriber: true, allow_publish_for_anonymous: true,
+        },
+        { name: 'users', allow_subscribe_for_client: true, allow_publish_for_client: true },
       ],
     },
   };

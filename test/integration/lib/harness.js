@@ -37,8 +37,9 @@ function withLog(getServer, fn) {
           + `${srv.logTail(60)}\n--- end of server log ---`;
         // The reporter prints the stack, which embeds the message as it was
         // when the error was made: extend both.
+        const stack = String(e.stack); // formatted lazily: read before touching message
         try { e.message = String(e.message) + tail; } catch { /* read-only */ }
-        try { e.stack = String(e.stack) + tail; } catch { /* read-only */ }
+        try { e.stack = stack + tail; } catch { /* read-only */ }
       }
       throw e;
     }

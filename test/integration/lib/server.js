@@ -92,8 +92,12 @@ class Server {
     if (!fs.existsSync(BIN)) throw new Error(`server binary not found: ${BIN}`);
     fs.writeFileSync(this.configPath, toLibconfig(this.config));
     const logFd = fs.openSync(this.logPath, 'a');
+    // CENTRIFUGO_* variables would override the configuration (as in
+    // Centrifugo); `make check` sets CENTRIFUGO_BIN, so drop them all.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CENTRIFUGO_')));
     this.proc = spawn(BIN, ['-c', this.configPath], {
       cwd: this.dir,
+      env,
       stdio: ['ignore', logFd, logFd],
       detached: true, // own process group: lets us kill the whole tree
     });
