@@ -1,0 +1,869 @@
+/*
+ * supervisor.c - the supervisor process (see DESIGN.md "Processes").
+ *
+ * Runs in the process main() started.  It opens the listening socket and
+ * the shared memory before any fork so every child, first or respawned,
+ * inherits them; then it forks the broker and the workers and sits in a
+ * libevent loop that only reacts to signals (delivered by evsignal, never
+ * handled inside a signal handler), to READY messages on the ipc channels
+ * and to timers.  It never touches client traffic.
+ *
+ * Respawn policy (postfix master_spawn.c, nginx ngx_process.c):
+ *  - a child that exits with SUP_EXIT_FATAL can never work: it is not
+ *    respawned; if it is the broker, or it was the last worker, the server
+ *    stops with that status;
+ *  - a child that died before READY, or less than SUP_QUICK_MS after it
+ *    started, failed "quickly": each quick failure in a row doubles its
+ *    respawn delay, from SUP_BACKOFF_MIN_MS up to SUP_BACKOFF_MAX_MS;
+ *  - a child that was READY and ran longer is respawned at once and its
+ *    count of failures starts again from zero.
+ *
+ * Stop (SIGTERM/SIGINT): no more respawns; SIGTERM to the workers (they
+ * send their clients the shutdown disconnect and exit), SIGKILL to those
+ * still there after min(shutdown.timeout, SUP_WORKER_STOP_CAP_MS); then
+ * the same for the broker, capped at SUP_BROKER_STOP_MS; then the pid file,
+ * shared memory and socket go and sup_run() returns.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "buf.h"
+#include "config.h"
+#include "heritage.h"
+#include "ipc.h"
+#include "log.h"
+#include "proctitle.h"
+#include "shm.h"
+#include "supervisor.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#define SUP_LISTEN_BACKLOG 1024
+#define SUP_BACKOFF_MIN_MS 250
+#define SUP_BACKOFF_MAX_MS 5000
+#define SUP_QUICK_MS 10000
+#define SUP_WORKER_STOP_CAP_MS 10000
+#define SUP_BROKER_STOP_MS 5000
+#define SUP_FANOUT_BYTES ((size_t)16 << 20)
+#define SUP_REQUEST_BYTES ((size_t)1 << 20)
+#define SUP_REPLY_BYTES ((size_t)1 << 20)
+
+/* What every child inherits; filled here before each fork. */
+struct heritage heritage;
+
+enum sup_child_state {
+	SUP_CHILD_DOWN = 0,     /* not running; a respawn may be pending */
+	SUP_CHILD_STARTING,     /* forked, no READY yet */
+	SUP_CHILD_READY,        /* sent READY */
+	SUP_CHILD_FATAL         /* exited SUP_EXIT_FATAL: never respawned */
+};
+
+static const char *const sup_child_state_names[] = {
+	[SUP_CHILD_DOWN] = "down",
+	[SUP_CHILD_STARTING] = "starting",
+	[SUP_CHILD_READY] = "ready",
+	[SUP_CHILD_FATAL] = "fatal",
+};
+
+struct sup_child {
+	enum heritage_role role;
+	unsigned worker_id;         /* ROLE_WORKER only */
+	char name[24];              /* "worker 3", "broker": logs and role */
+	enum sup_child_state state;
+	pid_t pid;                  /* 0 when not running */
+	int ipc_fd;                 /* our end of the pair, -1 when closed */
+	struct event *ipc_ev;       /* read event on ipc_fd, or NULL */
+	struct event *respawn_ev;   /* timer, always allocated */
+	unsigned generation;        /* forks of this slot so far */
+	unsigned failures;          /* quick failures in a row */
+	struct timespec started;    /* CLOCK_MONOTONIC at fork */
+};
+
+enum sup_phase {
+	SUP_RUNNING = 0,
+	SUP_STOP_WORKERS,           /* workers got SIGTERM, waiting for them */
+	SUP_STOP_BROKER,            /* broker got SIGTERM, waiting for it */
+	SUP_DONE
+};
+
+static const char *const sup_phase_names[] = {
+	[SUP_RUNNING] = "running",
+	[SUP_STOP_WORKERS] = "stopping workers",
+	[SUP_STOP_BROKER] = "stopping broker",
+	[SUP_DONE] = "done",
+};
+
+/*
+ * The supervisor's state; one per process.  children[0..nworkers-1] are the
+ * workers, children[nworkers] the broker (the same index shm_slot() uses).
+ */
+static struct {
+	struct config *cfg;
+	const char *config_path;
+	struct event_base *base;
+	struct sup_child *children;
+	unsigned nworkers;
+	enum sup_phase phase;
+	int exit_status;
+	struct event *sig_ev[5];
+	struct event *stop_ev;
+	int listen_fd;
+	struct shm *shm;
+	const char *pid_file;       /* set once written */
+	pid_t pid;
+} sup;
+
+static struct sup_child *
+sup_broker(void)
+{
+	return &sup.children[sup.nworkers];
+}
+
+static long
+sup_ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - t->tv_sec) * 1000 +
+	    (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static void
+sup_ms_to_tv(long ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* "SIGKILL", or "signal 42" for one without a name. */
+static const char *
+sup_signame(int sig, char *tmp, size_t cap)
+{
+	const char *abbrev = sigabbrev_np(sig);
+
+	if (abbrev != NULL)
+		snprintf(tmp, cap, "SIG%s", abbrev);
+	else
+		snprintf(tmp, cap, "signal %d", sig);
+	return tmp;
+}
+
+/* ---- listening socket and pid file ---- */
+
+/* "1.2.3.4:8000" or "[::1]:8000" into out. */
+static void
+sup_format_addr(char *out, size_t cap, const char *host, int64_t port)
+{
+	if (strchr(host, ':') != NULL)
+		snprintf(out, cap, "[%s]:%lld", host, (long long)port);
+	else
+		snprintf(out, cap, "%s:%lld", host, (long long)port);
+}
+
+/*
+ * Opens the non-blocking listening socket every worker accepts on.
+ * Returns the fd, or -1 after logging why (naming address:port).
+ */
+static int
+sup_listen(const char *address, int64_t port)
+{
+	struct addrinfo hints, *res, *ai;
+	const char *host = address[0] != '\0' ? address : "0.0.0.0";
+	char where[300], service[16];
+	const char *call = "socket";
+	int fd = -1, err = 0, rc, one = 1;
+
+	sup_format_addr(where, sizeof(where), host, port);
+	if (port < 0 || port > 65535) {
+		log_error("cannot listen on %s: port out of range 0..65535",
+		    where);
+		return -1;
+	}
+	snprintf(service, sizeof(service), "%lld", (long long)port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	rc = getaddrinfo(host, service, &hints, &res);
+	if (rc != 0) {
+		log_error("cannot listen on %s: getaddrinfo() failed: %s",
+		    where, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK,
+		    ai->ai_protocol);
+		if (fd == -1) {
+			call = "socket";
+			err = errno;
+			continue;
+		}
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one)) == -1) {
+			call = "setsockopt(SO_REUSEADDR)";
+		} else if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+			call = "bind";
+		} else if (listen(fd, SUP_LISTEN_BACKLOG) == -1) {
+			call = "listen";
+		} else {
+			break;
+		}
+		err = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd == -1) {
+		log_error("cannot listen on %s: %s() failed: %s", where, call,
+		    strerror(err));
+		return -1;
+	}
+	log_info("listening on %s", where);
+	return fd;
+}
+
+/* Writes our pid to path.  Returns 0, or -1 after logging. */
+static int
+sup_write_pid_file(const char *path)
+{
+	char text[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_error("cannot write pid file %s: open() failed: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+	if (write(fd, text, (size_t)n) != n) {
+		log_error("cannot write pid file %s: write() failed: %s", path,
+		    errno != 0 ? strerror(errno) : "short write");
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	if (close(fd) == -1) {
+		log_error("cannot write pid file %s: close() failed: %s", path,
+		    strerror(errno));
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- children ---- */
+
+static void sup_on_ipc(evutil_socket_t fd, short what, void *arg);
+static void sup_schedule_respawn(struct sup_child *c);
+
+static void
+sup_close_ipc(struct sup_child *c)
+{
+	if (c->ipc_ev != NULL)
+		event_free(c->ipc_ev);
+	c->ipc_ev = NULL;
+	if (c->ipc_fd != -1)
+		close(c->ipc_fd);
+	c->ipc_fd = -1;
+}
+
+/*
+ * In the new child, right after fork: drop everything that belongs to the
+ * supervisor, become `c` and run its main function.  Never returns.
+ */
+static void __attribute__((noreturn))
+sup_child_main(struct sup_child *c, const int fds[2])
+{
+	struct sigaction sa;
+	sigset_t none;
+	char title[64], comm[16];
+	int status;
+
+	/*
+	 * The epoll instance and the signal pipe are shared with the
+	 * supervisor until event_reinit() gives this process its own;
+	 * freeing the base before that would remove the supervisor's
+	 * registrations.  Freeing it also hands libevent's signal
+	 * handling back, so the child's own loop can take it.
+	 */
+	if (event_reinit(sup.base) == -1)
+		log_warn("event_reinit() failed in the new child");
+	event_base_free(sup.base);
+	sup.base = NULL;
+	/* The supervisor's channel ends, ours and the other children's:
+	 * holding one would hide the supervisor's death from its peer. */
+	close(fds[0]);
+	for (unsigned i = 0; i <= sup.nworkers; i++) {
+		if (sup.children[i].ipc_fd != -1)
+			close(sup.children[i].ipc_fd);
+	}
+	/* Default dispositions, but keep SIGPIPE ignored: every child
+	 * writes to sockets whose peers may be gone. */
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	for (int s = 1; s < NSIG; s++) {
+		if (s == SIGKILL || s == SIGSTOP)
+			continue;
+		sa.sa_handler = s == SIGPIPE ? SIG_IGN : SIG_DFL;
+		sigaction(s, &sa, NULL); /* EINVAL for libc-reserved ones */
+	}
+	/* Signals were blocked across fork; SIGTERM from the supervisor's
+	 * death must come even if the supervisor died before prctl(). */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) == -1)
+		log_warn("prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
+	if (getppid() != sup.pid)
+		_exit(0);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	heritage.role = c->role;
+	heritage.worker_id = c->worker_id;
+	heritage.ipc_fd = fds[1];
+	heritage.generation = c->generation;
+	log_set_role(c->name);
+	snprintf(title, sizeof(title), "centrifugo: %s", c->name);
+	if (c->role == ROLE_BROKER)
+		snprintf(comm, sizeof(comm), "centrifugo-brk");
+	else
+		snprintf(comm, sizeof(comm), "centrifugo-w%u", c->worker_id);
+	proctitle_set(title, comm);
+
+	status = c->role == ROLE_BROKER ? broker_main() : worker_main();
+	fflush(NULL);
+	_exit(status & 0xff);
+}
+
+/*
+ * Forks child slot c.  On failure (logged) the slot is left down with a
+ * respawn scheduled.  Returns 0 or -1.
+ */
+static int
+sup_spawn(struct sup_child *c)
+{
+	sigset_t all, old;
+	int fds[2];
+	pid_t pid;
+
+	ASSERT(c->pid == 0 && c->ipc_fd == -1);
+	if (ipc_pair(fds) == -1) {
+		log_error("cannot start %s: socketpair() failed: %s", c->name,
+		    strerror(errno));
+		goto fail;
+	}
+	c->generation++;
+	/* No signal may run libevent's handler in the child before it
+	 * resets dispositions: that handler writes to the supervisor's
+	 * signal pipe. */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		sup_child_main(c, fds);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(fds[1]);
+	if (pid == -1) {
+		log_error("cannot start %s: fork() failed: %s", c->name,
+		    strerror(errno));
+		close(fds[0]);
+		goto fail;
+	}
+	c->pid = pid;
+	c->ipc_fd = fds[0];
+	c->state = SUP_CHILD_STARTING;
+	clock_gettime(CLOCK_MONOTONIC, &c->started);
+	c->ipc_ev = event_new(sup.base, c->ipc_fd, EV_READ | EV_PERSIST,
+	    sup_on_ipc, c);
+	if (c->ipc_ev == NULL || event_add(c->ipc_ev, NULL) == -1)
+		log_error("cannot watch the ipc channel of %s (pid %ld)",
+		    c->name, (long)pid);
+	log_info("started %s (pid %ld)", c->name, (long)pid);
+	return 0;
+fail:
+	c->failures++;
+	sup_schedule_respawn(c);
+	return -1;
+}
+
+static void
+sup_on_respawn(evutil_socket_t fd, short what, void *arg)
+{
+	struct sup_child *c = arg;
+
+	if (sup.phase == SUP_RUNNING && c->pid == 0 &&
+	    c->state == SUP_CHILD_DOWN)
+		sup_spawn(c);
+}
+
+/* Arms the respawn timer with the delay c->failures calls for. */
+static void
+sup_schedule_respawn(struct sup_child *c)
+{
+	struct timeval tv;
+	long ms = 0;
+
+	if (c->failures > 0) {
+		unsigned shift = c->failures - 1;
+		ms = shift >= 5 ? SUP_BACKOFF_MAX_MS : SUP_BACKOFF_MIN_MS << shift;
+		if (ms > SUP_BACKOFF_MAX_MS)
+			ms = SUP_BACKOFF_MAX_MS;
+		log_notice("respawning %s in %ld ms (%u quick failure%s in a row)",
+		    c->name, ms, c->failures, c->failures == 1 ? "" : "s");
+	}
+	sup_ms_to_tv(ms, &tv);
+	evtimer_add(c->respawn_ev, &tv);
+}
+
+static void
+sup_on_ipc(evutil_socket_t fd, short what, void *arg)
+{
+	struct sup_child *c = arg;
+	struct ipc_msg msg;
+	int rc;
+
+	for (;;) {
+		rc = ipc_recv(fd, &msg);
+		if (rc == -1 && errno == EAGAIN)
+			return;
+		if (rc == -1 && errno == EBADMSG) {
+			log_warn("dropping a malformed ipc message from %s",
+			    c->name);
+			continue;
+		}
+		if (rc != 1) {
+			/* EOF: the child is gone; SIGCHLD says how. */
+			if (rc == -1)
+				log_warn("recvmsg() from %s failed: %s", c->name,
+				    strerror(errno));
+			sup_close_ipc(c);
+			return;
+		}
+		switch (msg.hdr.type) {
+		case IPC_READY:
+			if (c->state == SUP_CHILD_STARTING) {
+				c->state = SUP_CHILD_READY;
+				log_info("%s (pid %ld) is ready", c->name,
+				    (long)c->pid);
+			}
+			break;
+		default:
+			log_debug("ignoring ipc message %s (%u) from %s",
+			    ipc_type_name(msg.hdr.type), msg.hdr.type, c->name);
+			break;
+		}
+	}
+}
+
+/* ---- stopping ---- */
+
+static void
+sup_arm_stop_timer(long ms)
+{
+	struct timeval tv;
+
+	sup_ms_to_tv(ms, &tv);
+	evtimer_add(sup.stop_ev, &tv);
+}
+
+static unsigned
+sup_workers_running(void)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < sup.nworkers; i++)
+		n += sup.children[i].pid != 0;
+	return n;
+}
+
+static long
+sup_stop_budget_ms(void)
+{
+	int64_t t = sup.cfg->shutdown_timeout;
+
+	return t <= 0 || t > SUP_WORKER_STOP_CAP_MS ? SUP_WORKER_STOP_CAP_MS :
+	    (long)t;
+}
+
+static long
+sup_broker_stop_ms(void)
+{
+	long t = sup_stop_budget_ms();
+
+	return t < SUP_BROKER_STOP_MS ? t : SUP_BROKER_STOP_MS;
+}
+
+/* Moves the stop along once the children of the current phase are gone. */
+static void
+sup_stop_progress(void)
+{
+	struct sup_child *b = sup_broker();
+
+	if (sup.phase == SUP_STOP_WORKERS && sup_workers_running() == 0) {
+		evtimer_del(sup.stop_ev);
+		sup.phase = SUP_STOP_BROKER;
+		log_debug("supervisor phase: %s", sup_phase_names[sup.phase]);
+		if (b->pid != 0) {
+			kill(b->pid, SIGTERM);
+			sup_arm_stop_timer(sup_broker_stop_ms());
+		}
+	}
+	if (sup.phase == SUP_STOP_BROKER && b->pid == 0) {
+		evtimer_del(sup.stop_ev);
+		sup.phase = SUP_DONE;
+		event_base_loopexit(sup.base, NULL);
+	}
+}
+
+static void
+sup_kill_all(int sig)
+{
+	for (unsigned i = 0; i <= sup.nworkers; i++) {
+		if (sup.children[i].pid != 0)
+			kill(sup.children[i].pid, sig);
+	}
+}
+
+static void
+sup_on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+	if (sup.phase == SUP_STOP_WORKERS) {
+		log_warn("%u worker%s still running after the shutdown timeout: killing",
+		    sup_workers_running(), sup_workers_running() == 1 ? "" : "s");
+		for (unsigned i = 0; i < sup.nworkers; i++) {
+			if (sup.children[i].pid != 0)
+				kill(sup.children[i].pid, SIGKILL);
+		}
+	} else if (sup.phase == SUP_STOP_BROKER && sup_broker()->pid != 0) {
+		log_warn("broker still running after %ld ms: killing",
+		    sup_broker_stop_ms());
+		kill(sup_broker()->pid, SIGKILL);
+	}
+}
+
+/* Starts the graceful stop; a second request kills what is left. */
+static void
+sup_stop(const char *why)
+{
+	if (sup.phase != SUP_RUNNING) {
+		log_warn("%s while %s: killing the remaining children", why,
+		    sup_phase_names[sup.phase]);
+		sup_kill_all(SIGKILL);
+		return;
+	}
+	log_info("%s: stopping", why);
+	sup.phase = SUP_STOP_WORKERS;
+	for (unsigned i = 0; i <= sup.nworkers; i++)
+		evtimer_del(sup.children[i].respawn_ev);
+	for (unsigned i = 0; i < sup.nworkers; i++) {
+		if (sup.children[i].pid != 0)
+			kill(sup.children[i].pid, SIGTERM);
+	}
+	sup_arm_stop_timer(sup_stop_budget_ms());
+	sup_stop_progress();
+}
+
+/* ---- reaping ---- */
+
+static void
+sup_child_exited(struct sup_child *c, int status)
+{
+	long uptime = sup_ms_since(&c->started);
+	int was_ready = c->state == SUP_CHILD_READY;
+	int expected = sup.phase != SUP_RUNNING;
+	enum log_level lvl = expected ? LOG_LVL_INFO : LOG_LVL_WARN;
+	char sig[32];
+
+	if (WIFEXITED(status)) {
+		if (expected && WEXITSTATUS(status) != 0)
+			lvl = LOG_LVL_WARN;
+		log_msg(lvl, "%s (pid %ld) exited with status %d", c->name,
+		    (long)c->pid, WEXITSTATUS(status));
+	} else if (WIFSIGNALED(status)) {
+		log_msg(expected && WTERMSIG(status) == SIGTERM ? LOG_LVL_INFO :
+		    LOG_LVL_WARN, "%s (pid %ld) killed by signal %s%s", c->name,
+		    (long)c->pid, sup_signame(WTERMSIG(status), sig, sizeof(sig)),
+		    WCOREDUMP(status) ? " (core dumped)" : "");
+	}
+	c->pid = 0;
+	/* A READY still queued is stale: the channel goes with the child. */
+	sup_close_ipc(c);
+	c->state = SUP_CHILD_DOWN;
+
+	if (expected) {
+		sup_stop_progress();
+		return;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == SUP_EXIT_FATAL) {
+		unsigned fatal = 0;
+
+		c->state = SUP_CHILD_FATAL;
+		log_error("%s can never work (exit status %d): not respawning it",
+		    c->name, SUP_EXIT_FATAL);
+		for (unsigned i = 0; i < sup.nworkers; i++)
+			fatal += sup.children[i].state == SUP_CHILD_FATAL;
+		if (c->role == ROLE_BROKER || fatal == sup.nworkers) {
+			sup.exit_status = SUP_EXIT_FATAL;
+			sup_stop(c->role == ROLE_BROKER ? "the broker cannot run" :
+			    "no worker can run");
+		}
+		return;
+	}
+	if (!was_ready || uptime < SUP_QUICK_MS)
+		c->failures++;
+	else
+		c->failures = 0;
+	sup_schedule_respawn(c);
+}
+
+static void
+sup_reap(void)
+{
+	pid_t pid;
+	int status;
+
+	for (;;) {
+		pid = waitpid(-1, &status, WNOHANG);
+		if (pid == 0)
+			return;
+		if (pid == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != ECHILD)
+				log_error("waitpid() failed: %s", strerror(errno));
+			return;
+		}
+		struct sup_child *c = NULL;
+		for (unsigned i = 0; i <= sup.nworkers; i++) {
+			if (sup.children[i].pid == pid)
+				c = &sup.children[i];
+		}
+		if (c == NULL) {
+			log_debug("reaped unknown child pid %ld", (long)pid);
+			continue;
+		}
+		log_debug("%s was %s", c->name, sup_child_state_names[c->state]);
+		sup_child_exited(c, status);
+	}
+}
+
+/* ---- signals ---- */
+
+/* SIGHUP: for now only check the file again and say what we found. */
+static void
+sup_check_reload(void)
+{
+	const char *name = sup.config_path != NULL ? sup.config_path :
+	    "(defaults and environment)";
+	struct config *cfg = NULL;
+	struct buf errors = BUF_INIT;
+
+	log_info("SIGHUP: configuration reload comes with a later release; "
+	    "checking %s only, nothing is applied", name);
+	if (config_load(sup.config_path, &cfg, &errors) == 0) {
+		log_info("configuration %s is valid", name);
+		config_free(cfg);
+	} else {
+		char *line = buf_cstr(&errors), *nl;
+
+		for (; *line != '\0'; line = nl + 1) {
+			nl = strchr(line, '\n');
+			if (nl != NULL)
+				*nl = '\0';
+			if (*line != '\0')
+				log_error("%s", line);
+			if (nl == NULL)
+				break;
+		}
+		log_error("configuration %s is invalid; nothing changed", name);
+	}
+	buf_free(&errors);
+}
+
+static void
+sup_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	char name[32];
+
+	switch (sig) {
+	case SIGCHLD:
+		sup_reap();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		sup_stop(sup_signame((int)sig, name, sizeof(name)));
+		break;
+	case SIGHUP:
+		sup_check_reload();
+		break;
+	case SIGUSR1:
+		log_info("SIGUSR1: reopen logs: logging goes to stderr, nothing to reopen");
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- run ---- */
+
+static int
+sup_setup_events(void)
+{
+	static const int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+
+	sup.base = event_base_new();
+	if (sup.base == NULL) {
+		log_error("event_base_new() failed");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sup.sig_ev[i] = evsignal_new(sup.base, sigs[i], sup_on_signal,
+		    NULL);
+		if (sup.sig_ev[i] == NULL || evsignal_add(sup.sig_ev[i], NULL) == -1) {
+			log_error("cannot watch signal %d", sigs[i]);
+			return -1;
+		}
+	}
+	sup.stop_ev = evtimer_new(sup.base, sup_on_stop_timer, NULL);
+	if (sup.stop_ev == NULL) {
+		log_error("evtimer_new() failed");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+sup_init_children(void)
+{
+	sup.children = xcalloc(sup.nworkers + 1, sizeof(*sup.children));
+	for (unsigned i = 0; i <= sup.nworkers; i++) {
+		struct sup_child *c = &sup.children[i];
+
+		c->role = i == sup.nworkers ? ROLE_BROKER : ROLE_WORKER;
+		c->worker_id = i;
+		if (c->role == ROLE_BROKER)
+			snprintf(c->name, sizeof(c->name), "broker");
+		else
+			snprintf(c->name, sizeof(c->name), "worker %u", i);
+		c->ipc_fd = -1;
+		c->respawn_ev = evtimer_new(sup.base, sup_on_respawn, c);
+		ASSERT(c->respawn_ev != NULL);
+	}
+}
+
+static void
+sup_cleanup(void)
+{
+	if (sup.pid_file != NULL && unlink(sup.pid_file) == -1 &&
+	    errno != ENOENT)
+		log_warn("cannot remove pid file %s: %s", sup.pid_file,
+		    strerror(errno));
+	sup.pid_file = NULL;
+	if (sup.children != NULL) {
+		for (unsigned i = 0; i <= sup.nworkers; i++) {
+			sup_close_ipc(&sup.children[i]);
+			if (sup.children[i].respawn_ev != NULL)
+				event_free(sup.children[i].respawn_ev);
+		}
+		free(sup.children);
+		sup.children = NULL;
+	}
+	for (size_t i = 0; i < sizeof(sup.sig_ev) / sizeof(sup.sig_ev[0]); i++) {
+		if (sup.sig_ev[i] != NULL)
+			event_free(sup.sig_ev[i]);
+		sup.sig_ev[i] = NULL;
+	}
+	if (sup.stop_ev != NULL)
+		event_free(sup.stop_ev);
+	sup.stop_ev = NULL;
+	if (sup.base != NULL)
+		event_base_free(sup.base);
+	sup.base = NULL;
+	if (sup.shm != NULL)
+		shm_destroy(sup.shm);
+	sup.shm = NULL;
+	if (sup.listen_fd != -1)
+		close(sup.listen_fd);
+	sup.listen_fd = -1;
+}
+
+int
+sup_run(struct config *cfg, const char *config_path)
+{
+	struct shm_params params;
+
+	memset(&sup, 0, sizeof(sup));
+	sup.cfg = cfg;
+	sup.config_path = config_path;
+	sup.listen_fd = -1;
+	sup.pid = getpid();
+	sup.nworkers = config_workers(cfg);
+	ASSERT(sup.nworkers > 0);
+	log_set_role("supervisor");
+	proctitle_set("centrifugo: supervisor", NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	sup.listen_fd = sup_listen(cfg->http_server_address,
+	    cfg->http_server_port);
+	if (sup.listen_fd == -1)
+		goto fail;
+	memset(&params, 0, sizeof(params));
+	params.nworkers = sup.nworkers;
+	params.fanout_bytes = SUP_FANOUT_BYTES;
+	params.request_bytes = SUP_REQUEST_BYTES;
+	params.reply_bytes = SUP_REPLY_BYTES;
+	sup.shm = shm_create(&params);
+	if (sup.shm == NULL) {
+		log_error("cannot create the shared memory for %u workers",
+		    sup.nworkers);
+		goto fail;
+	}
+	if (sup_setup_events() == -1)
+		goto fail;
+	if (cfg->pid_file != NULL && cfg->pid_file[0] != '\0') {
+		if (sup_write_pid_file(cfg->pid_file) == -1)
+			goto fail;
+		sup.pid_file = cfg->pid_file;
+	}
+
+	heritage.cfg = cfg;
+	heritage.shm = sup.shm;
+	heritage.listen_fd = sup.listen_fd;
+	heritage.nworkers = sup.nworkers;
+	heritage.role = ROLE_SUPERVISOR;
+	heritage.ipc_fd = -1;
+
+	sup_init_children();
+	log_info("starting the broker and %u worker%s", sup.nworkers,
+	    sup.nworkers == 1 ? "" : "s");
+	sup_spawn(sup_broker());
+	for (unsigned i = 0; i < sup.nworkers && sup.phase == SUP_RUNNING; i++)
+		sup_spawn(&sup.children[i]);
+
+	if (event_base_dispatch(sup.base) == -1) {
+		log_error("event_base_dispatch() failed");
+		sup_kill_all(SIGKILL);
+		sup.exit_status = 1;
+	}
+	sup_cleanup();
+	log_info("stopped");
+	return sup.exit_status;
+fail:
+	sup_cleanup();
+	return 1;
+}
