@@ -80,6 +80,7 @@ struct bench_opts {
 	int idle;
 	int nchan;
 	int quiet;
+	int pipeline_strict;
 };
 
 static struct bench_opts opt = {
@@ -488,6 +489,7 @@ struct wsconn {
 	uint32_t chan;
 	uint64_t t_start;
 	uint64_t last_seq;
+	uint64_t seen;      /* bit i: publication last_seq - i arrived */
 	struct buf in;      /* unparsed bytes (only when a frame is partial) */
 	struct buf msg;     /* fragmented message being reassembled */
 	struct buf out;     /* unsent bytes */
@@ -508,6 +510,7 @@ struct pubconn {
 	size_t qhead, qlen;
 	struct pubreq inflight[64];     /* ring of requests awaiting replies */
 	unsigned ihead, ilen;
+	uint64_t retry_at;              /* reconnect backoff */
 };
 
 enum phase {
@@ -528,7 +531,7 @@ struct stats {
 	uint64_t conns_started, conns_ok, conns_failed, conns_closed;
 	uint64_t slow_cut, slow_open;
 	uint64_t pubs_sent, pubs_ok, pubs_failed, pubs_dropped;
-	uint64_t delivered, lost_gap, lost_end, reordered, wrong_chan, bad_msg;
+	uint64_t delivered, lost_gap, lost_end, reordered, duplicated, wrong_chan, bad_msg;
 	uint64_t pings, pongs, disconnect_pushes;
 	uint64_t expected;
 	struct hist lat;
@@ -845,13 +848,25 @@ ws_on_publication(struct wsconn *c, const char *p, size_t n, uint64_t now)
 		hist_add(&st.lat, 0);
 		hist_add(&st.lat_sec, 0);
 	}
-	if (seq == c->last_seq + 1) {
-		c->last_seq = seq;
-	} else if (seq > c->last_seq + 1) {
-		st.lost_gap += seq - c->last_seq - 1;
+	if (seq > c->last_seq) {
+		uint64_t d = seq - c->last_seq;
+
+		st.lost_gap += d - 1;
+		c->seen = d >= 64 ? 1 : (c->seen << d) | 1;
 		c->last_seq = seq;
 	} else {
-		st.reordered++;
+		uint64_t d = c->last_seq - seq;
+
+		if (d < 64 && (c->seen >> d & 1)) {
+			st.duplicated++;
+		} else {
+			/* late: it was counted as a gap when a newer one came */
+			st.reordered++;
+			if (d < 64) {
+				c->seen |= 1ull << d;
+				st.lost_gap--;
+			}
+		}
 	}
 	return;
 bad:
@@ -1219,8 +1234,10 @@ pub_pump(struct pubconn *pc, int idx)
 {
 	struct buf body = BUF_INIT;
 
-	if (pc->fd < 0 && pc->qlen > 0)
+	if (pc->fd < 0 && pc->qlen > 0 && now_ns() >= pc->retry_at) {
+		pc->retry_at = now_ns() + NS / 10;
 		pub_connect(pc, idx);
+	}
 	if (pc->fd < 0 || !pc->connected)
 		return;
 	while (pc->qlen > 0 && pc->ilen < (unsigned)opt.pipeline) {
@@ -1408,8 +1425,22 @@ pub_schedule(uint64_t now)
 
 	while (pubs_scheduled < due) {
 		uint32_t ch = (uint32_t)(pubs_scheduled % (uint64_t)opt.nchans);
-		/* a channel always goes through the same connection: keeps order */
-		struct pubconn *pc = &pubc[ch % (uint32_t)opt.pubconns];
+		struct pubconn *pc;
+
+		if (opt.nchans >= opt.pubconns || opt.pipeline_strict) {
+			/* a channel always goes through the same connection: keeps order */
+			pc = &pubc[ch % (uint32_t)opt.pubconns];
+		} else {
+			/* fewer channels than connections: spread a channel over its
+			 * connections (j % nchans == ch), least loaded first; the
+			 * server may then order two concurrent requests either way */
+			long j;
+
+			pc = &pubc[ch];
+			for (j = ch; j < opt.pubconns; j += opt.nchans)
+				if (pubc[j].qlen + pubc[j].ilen < pc->qlen + pc->ilen)
+					pc = &pubc[j];
+		}
 
 		pubs_scheduled++;
 		if (pc->qlen >= BENCH_PUBQ) {
@@ -1434,6 +1465,24 @@ on_signal(int sig)
 	interrupted = 1;
 }
 
+/* Whether every channel goes through one publisher connection (order kept). */
+static int
+pub_ordered(void)
+{
+	return opt.nchans >= opt.pubconns || opt.pipeline_strict;
+}
+
+static size_t
+pub_backlog(void)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < opt.pubconns; i++)
+		n += pubc[i].qlen;
+	return n;
+}
+
 static void
 progress(uint64_t now)
 {
@@ -1441,11 +1490,12 @@ progress(uint64_t now)
 		return;
 	fprintf(stderr, "[%5.1fs] %-7s conns %" PRIu64 "/%ld ok %" PRIu64 " fail %" PRIu64
 	    " closed %" PRIu64 " | pubs %" PRIu64 " ok %" PRIu64 " | delivered %" PRIu64
-	    " lost %" PRIu64 " reord %" PRIu64 " | p99 %.2f ms (last s)\n",
+	    " lost %" PRIu64 " reord %" PRIu64 " | p99 %.2f ms (last s)%s\n",
 	    (double)(now - t_begin) / 1e9, phase_name[phase], st.conns_started, opt.nconns,
 	    st.conns_ok, st.conns_failed, st.conns_closed + st.slow_cut, st.pubs_sent,
 	    st.pubs_ok, st.delivered, st.lost_gap, st.reordered,
-	    (double)hist_pct(&st.lat_sec, 99) / 1000.0);
+	    (double)hist_pct(&st.lat_sec, 99) / 1000.0,
+	    pub_backlog() > 0 ? " | publisher behind" : "");
 	memset(&st.lat_sec, 0, sizeof st.lat_sec);
 }
 
@@ -1605,6 +1655,8 @@ usage(FILE *f)
 "  --pub-conns N         HTTP keep-alive publisher connections (default 4)\n"
 "  --pipeline D          requests in flight per publisher connection (default 1)\n"
 "  --max-pending N       handshakes in progress at once (default 256)\n"
+"  --strict-order        one publisher connection per channel even when there\n"
+"                        are fewer channels than --pub-conns (default: spread)\n"
 "  --drain S             seconds to wait for stragglers after publishing (default 3)\n"
 "  --channel-prefix P    channel name prefix (default bench)\n"
 "  -q, --quiet           no progress lines\n"
@@ -1628,7 +1680,7 @@ static void
 parse_args(int argc, char **argv)
 {
 	enum { O_URL = 256, O_API, O_KEY, O_RATE, O_PAYLOAD, O_PID, O_SECRET, O_IDLE,
-		O_SLOW, O_RCVBUF, O_NCHAN, O_PUBC, O_PIPE, O_PENDING, O_DRAIN, O_PREFIX };
+		O_SLOW, O_RCVBUF, O_NCHAN, O_PUBC, O_PIPE, O_PENDING, O_DRAIN, O_PREFIX, O_STRICT };
 	static const struct option lo[] = {
 		{ "url", required_argument, NULL, O_URL },
 		{ "api-url", required_argument, NULL, O_API },
@@ -1649,6 +1701,7 @@ parse_args(int argc, char **argv)
 		{ "pipeline", required_argument, NULL, O_PIPE },
 		{ "max-pending", required_argument, NULL, O_PENDING },
 		{ "drain", required_argument, NULL, O_DRAIN },
+		{ "strict-order", no_argument, NULL, O_STRICT },
 		{ "channel-prefix", required_argument, NULL, O_PREFIX },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1683,6 +1736,7 @@ parse_args(int argc, char **argv)
 				die("--channel-prefix: use 1-200 letters, digits, '_' or '-'");
 			opt.chan_prefix = optarg;
 			break;
+		case O_STRICT: opt.pipeline_strict = 1; break;
 		case 'q': opt.quiet = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(1);
@@ -1774,6 +1828,11 @@ main(int argc, char **argv)
 	loop_run(t_pub_start + (uint64_t)(opt.seconds * 1e9), NULL);
 	proc_tree_sample((pid_t)opt.pid, &s_pub_end);
 	t_pub_end = now_ns();
+	/* what the publishers could not send in time is not sent at all */
+	for (i = 0; i < opt.pubconns; i++) {
+		st.pubs_dropped += pubc[i].qlen;
+		pubc[i].qlen = 0;
+	}
 
 	/* drain */
 	phase = PH_DRAIN;
@@ -1846,13 +1905,15 @@ main(int argc, char **argv)
 	    st.conns_closed, (double)(t_conn_end - t_begin) / 1e9);
 	if (!opt.idle) {
 		printf("publications: %" PRIu64 " sent, %" PRIu64 " ok, %" PRIu64 " failed, %" PRIu64
-		    " dropped (backlog max %" PRIu64 ") in %.2f s\n", st.pubs_sent, st.pubs_ok,
+		    " not sent (publisher behind; backlog max %" PRIu64 ") in %.2f s\n", st.pubs_sent, st.pubs_ok,
 		    st.pubs_failed, st.pubs_dropped, st.max_pub_backlog, pub_secs);
 		printf("messages: %" PRIu64 " delivered of %" PRIu64 " expected, %" PRIu64
 		    " lost (%" PRIu64 " gaps, %" PRIu64 " missing at end), %" PRIu64
-		    " reordered/duplicated, %" PRIu64 " wrong channel, %" PRIu64 " unparsed\n",
+		    " reordered%s, %" PRIu64 " duplicated, %" PRIu64 " wrong channel, %" PRIu64
+		    " unparsed\n",
 		    st.delivered, st.expected, st.lost_gap + st.lost_end, st.lost_gap, st.lost_end,
-		    st.reordered, st.wrong_chan, st.bad_msg);
+		    st.reordered, pub_ordered() ? "" : " (publisher spreads channels: races possible)",
+		    st.duplicated, st.wrong_chan, st.bad_msg);
 		printf("delivery rate: %.0f msg/s\n", (double)st.delivered /
 		    ((double)(t_phase_end - t_pub_start) / 1e9));
 		printf("latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f (n=%" PRIu64 ")\n",
@@ -1889,6 +1950,7 @@ main(int argc, char **argv)
 	    " conn_closed=%" PRIu64 " channels=%ld readers=%ld pubs_per_s=%.1f seconds=%.1f"
 	    " payload=%ld pubs_sent=%" PRIu64 " pubs_ok=%" PRIu64 " pubs_failed=%" PRIu64
 	    " delivered=%" PRIu64 " expected=%" PRIu64 " lost=%" PRIu64 " reordered=%" PRIu64
+	    " duplicated=%" PRIu64 " pub_ordered=%d pubs_not_sent=%" PRIu64
 	    " delivery_rate=%.0f lat_p50_us=%" PRIu64 " lat_p90_us=%" PRIu64
 	    " lat_p99_us=%" PRIu64 " lat_p999_us=%" PRIu64 " lat_max_us=%" PRIu64
 	    " pings=%" PRIu64 " slow=%ld slow_cut=%" PRIu64,
@@ -1896,6 +1958,7 @@ main(int argc, char **argv)
 	    opt.nconns, st.conns_ok, st.conns_failed, st.conns_closed, opt.nchans, readers,
 	    opt.idle ? 0.0 : opt.pubs, opt.seconds, opt.payload, st.pubs_sent, st.pubs_ok,
 	    st.pubs_failed, st.delivered, st.expected, st.lost_gap + st.lost_end, st.reordered,
+	    st.duplicated, pub_ordered(), st.pubs_dropped,
 	    (double)st.delivered / ((double)(t_phase_end - t_pub_start) / 1e9),
 	    hist_pct(&st.lat, 50), hist_pct(&st.lat, 90), hist_pct(&st.lat, 99),
 	    hist_pct(&st.lat, 99.9), st.lat.max, st.pings, opt.slow, st.slow_cut);
@@ -1920,7 +1983,7 @@ main(int argc, char **argv)
 	else if (st.conns_ok == 0)
 		rc = 1;
 	else if (st.conns_failed > 0 || st.conns_closed > 0 || st.lost_gap + st.lost_end > 0 ||
-	    st.reordered > 0 || st.pubs_failed > 0)
+	    (st.reordered > 0 && pub_ordered()) || st.duplicated > 0 || st.pubs_failed > 0)
 		rc = 2;
 	for (i = 0; i < opt.pubconns; i++) {
 		buf_free(&pubc[i].in);
