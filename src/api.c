@@ -391,7 +391,7 @@ api_job_publish(struct api_job *job, const char *channel, size_t len,
 		pub->err = API_ERR_UNKNOWN_CHANNEL;
 		return;
 	}
-	memset(&m, 0, offsetof(struct msg, tags));
+	memset(&m, 0, sizeof(m));
 	m.type = MSG_PUBLISH;
 	if ((pub->err = api_payload(p, o, &m.data)) != 0)
 		return;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -50,6 +51,14 @@ struct stream {
 	size_t cap, head, count;
 };
 
+/* One client in a channel's presence. */
+struct presence_entry {
+	unsigned worker;
+	int join_leave;           /* emits a leave when it goes */
+	char *user, *conn_info, *chan_info;
+	uint32_t user_len, conn_info_len, chan_info_len;
+};
+
 /* A reply that did not fit in a full reply ring yet. */
 struct pending_reply {
 	struct pending_reply *next;
@@ -62,6 +71,9 @@ struct broker {
 	struct event *wake_ev;
 	struct event *retry_ev;
 	struct htab streams;
+	struct htab presence;                 /* channel -> htab of client -> entry */
+	struct event *check_ev;
+	pid_t *worker_pids;                   /* last pid seen alive per worker */
 	struct ring_cursor *req_cursors;
 	struct pending_reply **pending;       /* per worker, FIFO */
 	struct pending_reply **pending_tail;
@@ -263,6 +275,326 @@ broker_publish(unsigned w, const struct msg *req)
 	broker_reply(w, &broker.out);
 }
 
+/* ------------------------------------------------------------------ */
+/* Streams: reads                                                      */
+
+/*
+ * Collects up to limit (< 0: no limit) publications of s: ascending after
+ * `since` (or from the oldest), or with reverse descending before `since`
+ * (or from the newest).  items get pointers into the stored records.
+ */
+static uint32_t
+stream_read(struct stream *s, int has_since, uint64_t since, int reverse,
+    int64_t limit, struct msg_str **items, uint32_t *cap)
+{
+	uint32_t n = 0;
+
+	if (limit == 0 || s->count == 0)
+		return 0;
+	for (size_t k = 0; k < s->count; k++) {
+		size_t i = reverse ? s->count - 1 - k : k;
+		struct stream_entry *e = &s->entries[(s->head + i) % s->cap];
+		if (has_since && (reverse ? e->offset >= since : e->offset <= since))
+			continue;
+		if (n == *cap) {
+			*cap = *cap ? *cap * 2 : 64;
+			*items = xrealloc(*items, *cap * sizeof(**items));
+		}
+		(*items)[n++] = (struct msg_str){ e->rec->data, e->rec->len };
+		if (limit > 0 && n == (uint64_t)limit)
+			break;
+	}
+	return n;
+}
+
+static struct msg_str *broker_items;
+static uint32_t broker_items_cap;
+
+static void
+broker_history(unsigned w, const struct msg *req)
+{
+	struct msg res = { .type = MSG_HISTORY_RESULT, .req_id = req->req_id };
+	uint64_t now = wheel_now_ms();
+	struct stream *s;
+
+	if (req->history_size <= 0 || req->history_ttl_ms <= 0) {
+		res.error = 108;
+		goto out;
+	}
+	s = broker_stream(&req->channel, now);
+	stream_trim(s, now);
+	if (req->history_meta_ttl_ms > 0)
+		s->meta_expires_ms = now + (uint64_t)req->history_meta_ttl_ms;
+	if ((req->flags & MSG_F_SINCE) && req->epoch.len &&
+	    (req->epoch.len != EPOCH_LEN || memcmp(req->epoch.p, s->epoch, EPOCH_LEN) != 0)) {
+		res.error = 112;
+		goto out;
+	}
+	res.offset = s->top;
+	res.epoch = (struct msg_str){ s->epoch, EPOCH_LEN };
+	res.nitems = stream_read(s, (req->flags & MSG_F_SINCE) != 0, req->since,
+	    (req->flags & MSG_F_REVERSE) != 0, req->limit, &broker_items, &broker_items_cap);
+	res.items = broker_items;
+out:
+	buf_reset(&broker.out);
+	msg_encode(&res, &broker.out);
+	broker_reply(w, &broker.out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Presence and join/leave                                             */
+
+static void
+broker_fanout(const struct msg *m)
+{
+	buf_reset(&broker.out);
+	msg_encode(m, &broker.out);
+	if (ring_write(shm_fanout(heritage.shm), broker.out.data, broker.out.len) != 0)
+		log_error("fan-out write of a %s record failed: %s", msg_type_name(m->type),
+		    strerror(errno));
+}
+
+static void
+presence_entry_free(struct presence_entry *e)
+{
+	free(e->user);
+	free(e->conn_info);
+	free(e->chan_info);
+	free(e);
+}
+
+static char *
+broker_dup(struct msg_str s, uint32_t *len)
+{
+	*len = s.len;
+	return xmemdup(s.p ? s.p : "", s.len + 1);
+}
+
+static void
+broker_join_leave(enum msg_type type, const char *channel, size_t len,
+    const char *client, size_t client_len, const struct presence_entry *e)
+{
+	struct msg m = { .type = type };
+
+	m.channel = (struct msg_str){ channel, (uint32_t)len };
+	m.has_info = 1;
+	m.user = (struct msg_str){ e->user, e->user_len };
+	m.client = (struct msg_str){ client, (uint32_t)client_len };
+	m.conn_info = (struct msg_str){ e->conn_info, e->conn_info_len };
+	m.chan_info = (struct msg_str){ e->chan_info, e->chan_info_len };
+	broker_fanout(&m);
+}
+
+static void
+broker_presence_add(unsigned w, const struct msg *req)
+{
+	struct htab *clients = htab_get(&broker.presence, req->channel.p, req->channel.len);
+	struct presence_entry *e, *old;
+
+	if (clients == NULL) {
+		clients = xmalloc(sizeof(*clients));
+		htab_init(clients);
+		htab_put(&broker.presence, req->channel.p, req->channel.len, clients);
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->worker = w;
+	e->join_leave = (req->flags & MSG_F_JOIN_LEAVE) != 0;
+	e->user = broker_dup(req->user, &e->user_len);
+	e->conn_info = broker_dup(req->conn_info, &e->conn_info_len);
+	e->chan_info = broker_dup(req->chan_info, &e->chan_info_len);
+	old = htab_get(clients, req->client.p, req->client.len);
+	htab_put(clients, req->client.p, req->client.len, e);
+	if (old)
+		presence_entry_free(old);
+}
+
+static void
+broker_presence_remove(const char *channel, size_t len, const char *client, size_t client_len,
+    int leave)
+{
+	struct htab *clients = htab_get(&broker.presence, channel, len);
+	struct presence_entry *e;
+
+	if (clients == NULL || (e = htab_del(clients, client, client_len)) == NULL)
+		return;
+	if (leave && e->join_leave)
+		broker_join_leave(MSG_LEAVE, channel, len, client, client_len, e);
+	presence_entry_free(e);
+	if (clients->count == 0) {
+		htab_del(&broker.presence, channel, len);
+		htab_free(clients);
+		free(clients);
+	}
+}
+
+/* A worker is gone: its clients leave every channel. */
+static void
+broker_forget_worker(unsigned w)
+{
+	size_t it;
+	struct htab_entry *ce;
+	struct buf keys = BUF_INIT;
+
+	/* Collect (channel, client) pairs first: removal changes the tables. */
+	for (ce = htab_first(&broker.presence, &it); ce; ce = htab_next(&broker.presence, &it, ce)) {
+		struct htab *clients = ce->value;
+		size_t it2;
+		struct htab_entry *pe;
+		for (pe = htab_first(clients, &it2); pe; pe = htab_next(clients, &it2, pe)) {
+			struct presence_entry *e = pe->value;
+			if (e->worker != w)
+				continue;
+			buf_append(&keys, &ce->klen, sizeof(ce->klen));
+			buf_append(&keys, ce->key, ce->klen);
+			buf_append(&keys, &pe->klen, sizeof(pe->klen));
+			buf_append(&keys, pe->key, pe->klen);
+		}
+	}
+	for (size_t off = 0; off < keys.len;) {
+		uint32_t cl, kl;
+		const char *c, *k;
+		memcpy(&cl, keys.data + off, sizeof(cl));
+		c = keys.data + off + sizeof(cl);
+		off += sizeof(cl) + cl;
+		memcpy(&kl, keys.data + off, sizeof(kl));
+		k = keys.data + off + sizeof(kl);
+		off += sizeof(kl) + kl;
+		broker_presence_remove(c, cl, k, kl, 1);
+	}
+	buf_free(&keys);
+}
+
+static void
+broker_presence_query(unsigned w, const struct msg *req)
+{
+	struct msg res = { .type = MSG_PRESENCE_RESULT, .req_id = req->req_id };
+	struct htab *clients = htab_get(&broker.presence, req->channel.p, req->channel.len);
+	struct msg_str *items = NULL;
+	size_t it;
+	struct htab_entry *pe;
+	uint32_t n = 0;
+
+	res.flags = req->flags & MSG_F_STATS;
+	if (clients && (req->flags & MSG_F_STATS)) {
+		struct htab users;
+		htab_init(&users);
+		for (pe = htab_first(clients, &it); pe; pe = htab_next(clients, &it, pe)) {
+			struct presence_entry *e = pe->value;
+			htab_put(&users, e->user, e->user_len, e);
+		}
+		res.num_clients = (uint32_t)clients->count;
+		res.num_users = (uint32_t)users.count;
+		htab_free(&users);
+	} else if (clients) {
+		items = xmalloc(4 * clients->count * sizeof(*items));
+		for (pe = htab_first(clients, &it); pe; pe = htab_next(clients, &it, pe)) {
+			struct presence_entry *e = pe->value;
+			items[n++] = (struct msg_str){ e->user, e->user_len };
+			items[n++] = (struct msg_str){ pe->key, pe->klen };
+			items[n++] = (struct msg_str){ e->conn_info, e->conn_info_len };
+			items[n++] = (struct msg_str){ e->chan_info, e->chan_info_len };
+		}
+	}
+	res.items = items;
+	res.nitems = n;
+	buf_reset(&broker.out);
+	msg_encode(&res, &broker.out);
+	broker_reply(w, &broker.out);
+	free(items);
+}
+
+/* ------------------------------------------------------------------ */
+/* Subscriptions                                                       */
+
+/*
+ * A subscription starting on worker w: presence and join first, then the
+ * stream position (and recovered publications).  The result goes through
+ * the fan-out ring, so the worker sees it exactly between the publications
+ * that precede it and those that follow (protocol.md §4.5.6).
+ */
+static void
+broker_subscribe(unsigned w, const struct msg *req)
+{
+	struct msg res = { .type = MSG_SUB_RESULT, .req_id = req->req_id, .worker = w };
+	uint64_t now = wheel_now_ms();
+
+	if (req->flags & MSG_F_PRESENCE)
+		broker_presence_add(w, req);
+	if ((req->flags & MSG_F_POSITION) && req->history_size > 0 && req->history_ttl_ms > 0) {
+		struct stream *s = broker_stream(&req->channel, now);
+		stream_trim(s, now);
+		if (req->history_meta_ttl_ms > 0)
+			s->meta_expires_ms = now + (uint64_t)req->history_meta_ttl_ms;
+		res.offset = s->top;
+		res.epoch = (struct msg_str){ s->epoch, EPOCH_LEN };
+		if (req->flags & MSG_F_RECOVER) {
+			int same_epoch = req->epoch.len == 0 ||
+			    (req->epoch.len == EPOCH_LEN && memcmp(req->epoch.p, s->epoch, EPOCH_LEN) == 0);
+			uint32_t n = 0;
+			if (same_epoch)
+				n = stream_read(s, 1, req->offset, 0, req->limit > 0 ? req->limit : -1,
+				    &broker_items, &broker_items_cap);
+			if (same_epoch && n == 0 && s->top == req->offset)
+				res.flags |= MSG_F_RECOVERED;
+			if (same_epoch && n > 0) {
+				struct msg first, last;
+				/* items hold PUB records: read their offsets */
+				if (msg_decode(broker_items[0].p, broker_items[0].len, &first) == 0 &&
+				    msg_decode(broker_items[n - 1].p, broker_items[n - 1].len, &last) == 0 &&
+				    first.offset == req->offset + 1 && last.offset == s->top) {
+					res.flags |= MSG_F_RECOVERED;
+					res.items = broker_items;
+					res.nitems = n;
+				}
+			}
+		}
+	}
+	if (req->flags & MSG_F_JOIN_LEAVE) {
+		struct msg j = *req;
+		j.type = MSG_JOIN;
+		j.ntags = 0;
+		j.nitems = 0;
+		broker_fanout(&j);
+	}
+	if (req->req_id)        /* 0: nothing waits for an answer */
+		broker_fanout(&res);
+}
+
+static void
+broker_unsubscribe(unsigned w, const struct msg *req)
+{
+	if (req->flags & MSG_F_PRESENCE) {
+		broker_presence_remove(req->channel.p, req->channel.len, req->client.p,
+		    req->client.len, 1);
+	} else if (req->flags & MSG_F_JOIN_LEAVE) {
+		struct msg l = *req;
+		l.type = MSG_LEAVE;
+		l.ntags = 0;
+		l.nitems = 0;
+		broker_fanout(&l);
+	}
+}
+
+/* Once a second: a worker that died since takes its clients out of
+ * presence, even before its replacement says hello. */
+static void
+broker_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	for (unsigned w = 0; w < heritage.nworkers; w++) {
+		pid_t pid = (pid_t)atomic_load(&shm_slot(heritage.shm, w)->pid);
+		if (pid > 0 && pid != broker.worker_pids[w] && kill(pid, 0) == 0)
+			broker.worker_pids[w] = pid;
+		else if (broker.worker_pids[w] > 0 && kill(broker.worker_pids[w], 0) != 0 &&
+		    errno == ESRCH) {
+			log_info("worker %u (pid %ld) is gone: dropping its presence", w,
+			    (long)broker.worker_pids[w]);
+			broker.worker_pids[w] = 0;
+			broker_forget_worker(w);
+		}
+	}
+}
+
+
 static void
 broker_handle(unsigned w, const struct buf *rec)
 {
@@ -275,6 +607,19 @@ broker_handle(unsigned w, const struct buf *rec)
 	switch (m.type) {
 	case MSG_HELLO:
 		log_debug("worker %u generation %u started", m.worker, m.generation);
+		broker_forget_worker(w);
+		break;
+	case MSG_SUBSCRIBE:
+		broker_subscribe(w, &m);
+		break;
+	case MSG_UNSUBSCRIBE:
+		broker_unsubscribe(w, &m);
+		break;
+	case MSG_HISTORY:
+		broker_history(w, &m);
+		break;
+	case MSG_PRESENCE:
+		broker_presence_query(w, &m);
 		break;
 	case MSG_PUBLISH:
 		broker_publish(w, &m);
@@ -351,6 +696,8 @@ broker_main(void)
 	if (broker.base == NULL)
 		log_fatal("event_base_new failed");
 	htab_init(&broker.streams);
+	htab_init(&broker.presence);
+	broker.worker_pids = xcalloc(heritage.nworkers, sizeof(*broker.worker_pids));
 	buf_init(&broker.rec);
 	buf_init(&broker.out);
 	broker.req_cursors = xcalloc(heritage.nworkers, sizeof(*broker.req_cursors));
@@ -362,6 +709,12 @@ broker_main(void)
 	broker.wake_ev = event_new(broker.base, shm_broker_eventfd(heritage.shm),
 	    EV_READ | EV_PERSIST, broker_wake_cb, NULL);
 	broker.retry_ev = evtimer_new(broker.base, broker_retry_cb, NULL);
+	broker.check_ev = event_new(broker.base, -1, EV_PERSIST, broker_check_cb, NULL);
+	{
+		struct timeval sec = { 1, 0 };
+		if (broker.check_ev == NULL || event_add(broker.check_ev, &sec))
+			log_fatal("broker timer setup failed");
+	}
 	sigterm = evsignal_new(broker.base, SIGTERM, broker_signal_cb, NULL);
 	sigint = evsignal_new(broker.base, SIGINT, broker_signal_cb, NULL);
 	if (!broker.wake_ev || !broker.retry_ev || !sigterm || !sigint ||
@@ -377,6 +730,19 @@ broker_main(void)
 	for (e = htab_first(&broker.streams, &iter); e; e = htab_next(&broker.streams, &iter, e))
 		stream_free(e->value);
 	htab_free(&broker.streams);
+	for (e = htab_first(&broker.presence, &iter); e; e = htab_next(&broker.presence, &iter, e)) {
+		struct htab *clients = e->value;
+		size_t it2;
+		struct htab_entry *pe;
+		for (pe = htab_first(clients, &it2); pe; pe = htab_next(clients, &it2, pe))
+			presence_entry_free(pe->value);
+		htab_free(clients);
+		free(clients);
+	}
+	htab_free(&broker.presence);
+	free(broker.worker_pids);
+	free(broker_items);
+	event_free(broker.check_ev);
 	for (unsigned w = 0; w < heritage.nworkers; w++) {
 		while (broker.pending[w]) {
 			struct pending_reply *p = broker.pending[w];

@@ -52,11 +52,28 @@ static const char *const client_state_names[] = {
 	[CLIENT_CLOSED] = "closed",
 };
 
-/* A client-side subscription. */
+/* A subscription of a session. */
 struct client_sub {
 	struct hub_sub hs;         /* first: hub_sub -> client_sub by cast */
 	char *chan_info;           /* raw JSON from a subscription token, or NULL */
 	size_t chan_info_len;
+	unsigned presence:1;       /* has a presence entry in the broker */
+	unsigned join_leave:1;     /* its join/leave are emitted */
+	unsigned server_side:1;    /* from the connection token or personal channel */
+};
+
+/* A command waiting for the broker. */
+struct client_req {
+	struct client *c;          /* holds a reference */
+	uint32_t id;
+	enum proto_cmd_type type;
+	/* subscribe */
+	char *channel;
+	size_t channel_len;
+	int recover, recoverable, reject_unrecoverable;
+	uint64_t offset;
+	char *data;                /* subscription token data, raw */
+	size_t data_len;
 };
 
 struct client {
@@ -236,9 +253,27 @@ client_new(struct conn *conn, const struct loop_ws_info *info)
 	return c;
 }
 
+/* Tells the broker the subscription ended (presence, leave), unlinks it
+ * from the hub and frees it. */
 static void
-client_sub_free(struct client_sub *s)
+client_sub_end(struct client *c, struct client_sub *s)
 {
+	if (s->presence || s->join_leave) {
+		struct msg m;
+		size_t len;
+		const char *ch = hub_sub_channel(&s->hs, &len);
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_UNSUBSCRIBE;
+		m.channel = (struct msg_str){ ch, (uint32_t)len };
+		m.has_info = 1;
+		m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
+		m.client = (struct msg_str){ c->id, CLIENT_ID_LEN };
+		m.conn_info = (struct msg_str){ c->info, (uint32_t)c->info_len };
+		m.chan_info = (struct msg_str){ s->chan_info, (uint32_t)s->chan_info_len };
+		m.flags = (s->presence ? MSG_F_PRESENCE : 0) | (s->join_leave ? MSG_F_JOIN_LEAVE : 0);
+		worker_send(&m);
+	}
+	hub_remove(worker_hub(), &s->hs);
 	free(s->chan_info);
 	free(s);
 }
@@ -246,10 +281,8 @@ client_sub_free(struct client_sub *s)
 static void
 client_unsubscribe_all(struct client *c)
 {
-	for (uint32_t i = 0; i < c->nsubs; i++) {
-		hub_remove(worker_hub(), &c->subs[i]->hs);
-		client_sub_free(c->subs[i]);
-	}
+	for (uint32_t i = 0; i < c->nsubs; i++)
+		client_sub_end(c, c->subs[i]);
 	c->nsubs = 0;
 }
 
@@ -698,6 +731,187 @@ client_has_prefix(struct proto_span ch, const char *prefix)
 	return n && ch.len >= n && memcmp(ch.p, prefix, n) == 0;
 }
 
+/* Token override (-1 unset) over a namespace default. */
+static int
+client_override(int token, int ns)
+{
+	return token >= 0 ? token : ns;
+}
+
+static int
+client_anon_ok(const struct client *c, int allow_anonymous)
+{
+	return !client_is_anonymous(c) || allow_anonymous;
+}
+
+/* May the session read history / presence of a channel (§4.9, §4.10)?
+ * subscribed: it is (or is becoming) a subscriber. */
+static int
+client_history_allowed(const struct client *c, const struct chan_opts *o, int subscribed)
+{
+	return (o->allow_history_for_client && client_anon_ok(c, o->allow_history_for_anonymous)) ||
+	    (o->allow_history_for_subscriber && subscribed &&
+	     client_anon_ok(c, o->allow_history_for_anonymous)) ||
+	    g.cfg->client_insecure;
+}
+
+static int
+client_presence_allowed(const struct client *c, const struct chan_opts *o, int subscribed)
+{
+	return (o->allow_presence_for_client && client_anon_ok(c, o->allow_presence_for_anonymous)) ||
+	    (o->allow_presence_for_subscriber && subscribed &&
+	     client_anon_ok(c, o->allow_presence_for_anonymous)) ||
+	    g.cfg->client_insecure;
+}
+
+static int
+client_has_history(const struct chan_opts *o)
+{
+	return o->history_size > 0 && o->history_ttl > 0;
+}
+
+static struct client_req *
+client_req_new(struct client *c, uint32_t id, enum proto_cmd_type type)
+{
+	struct client_req *r = xcalloc(1, sizeof(*r));
+
+	r->c = c;
+	r->id = id;
+	r->type = type;
+	c->refs++;
+	return r;
+}
+
+static void
+client_req_free(struct client_req *r)
+{
+	client_unref(r->c);
+	free(r->channel);
+	free(r->data);
+	free(r);
+}
+
+/* Fills the parts of a msg that name the session and the subscription. */
+static void
+client_msg_info(struct msg *m, const struct client *c, const struct client_sub *s)
+{
+	m->has_info = 1;
+	m->user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
+	m->client = (struct msg_str){ c->id, CLIENT_ID_LEN };
+	m->conn_info = (struct msg_str){ c->info, (uint32_t)c->info_len };
+	if (s)
+		m->chan_info = (struct msg_str){ s->chan_info, (uint32_t)s->chan_info_len };
+}
+
+/*
+ * Decodes the encoded PUB records of a broker answer into pubs (at most
+ * max); the spans point into the answer.  Returns how many.
+ */
+static size_t
+client_decode_pubs(const struct msg *m, struct proto_publication *pubs,
+    struct proto_tag (*tags)[MSG_MAX_TAGS], size_t max)
+{
+	size_t pos = 0, n = 0;
+	struct msg_str item;
+
+	while (n < max && msg_item_next(m, &pos, &item) == 1) {
+		struct msg p;
+		struct proto_publication *pub = &pubs[n];
+		if (msg_decode(item.p, item.len, &p) != 0 || p.type != MSG_PUB)
+			continue;
+		memset(pub, 0, sizeof(*pub));
+		pub->data = (struct proto_span){ p.data.p, p.data.len };
+		if (p.has_info) {
+			pub->has_info = 1;
+			pub->info.user = (struct proto_span){ p.user.p, p.user.len };
+			pub->info.client = (struct proto_span){ p.client.p, p.client.len };
+			pub->info.conn_info = (struct proto_span){ p.conn_info.p, p.conn_info.len };
+			pub->info.chan_info = (struct proto_span){ p.chan_info.p, p.chan_info.len };
+		}
+		pub->offset = p.offset;
+		if (p.offset == 1)
+			pub->epoch = (struct proto_span){ p.epoch.p, p.epoch.len };
+		for (uint32_t t = 0; t < p.ntags; t++) {
+			tags[n][t].key = (struct proto_span){ p.tags[2 * t].p, p.tags[2 * t].len };
+			tags[n][t].value = (struct proto_span){ p.tags[2 * t + 1].p, p.tags[2 * t + 1].len };
+		}
+		pub->tags = tags[n];
+		pub->ntags = p.ntags;
+		n++;
+	}
+	return n;
+}
+
+/* Room for decoded publications of one broker answer. */
+static struct proto_publication *client_pubs;
+static struct proto_tag (*client_pub_tags)[MSG_MAX_TAGS];
+static size_t client_pubs_cap;
+
+static size_t
+client_pubs_of(const struct msg *m)
+{
+	if (m->nitems > client_pubs_cap) {
+		client_pubs_cap = m->nitems;
+		client_pubs = xrealloc(client_pubs, client_pubs_cap * sizeof(*client_pubs));
+		client_pub_tags = xrealloc(client_pub_tags, client_pubs_cap * sizeof(*client_pub_tags));
+	}
+	return client_decode_pubs(m, client_pubs, client_pub_tags, m->nitems);
+}
+
+/* The broker placed a positioned subscription in its stream. */
+static void
+client_subscribe_done(void *arg, const struct msg *res)
+{
+	struct client_req *r = arg;
+	struct client *c = r->c;
+	struct proto_subscribe_result out;
+	struct client_sub *s;
+	uint32_t idx;
+	int recovered;
+
+	s = client_find_sub(c, (struct proto_span){ r->channel, r->channel_len }, &idx);
+	if (c->state != CLIENT_CONNECTED || s == NULL || s->hs.state != HUB_SUB_PENDING)
+		goto out;       /* unsubscribed or gone meanwhile */
+	if (res == NULL) {
+		c->subs[idx] = c->subs[--c->nsubs];
+		client_sub_end(c, s);
+		client_reply_error(c, r->id, PROTO_ERR_INTERNAL);
+		goto out;
+	}
+	recovered = r->recover && (res->flags & MSG_F_RECOVERED);
+	if (r->recover && !recovered && r->reject_unrecoverable) {
+		c->subs[idx] = c->subs[--c->nsubs];
+		client_sub_end(c, s);
+		client_reply_error(c, r->id, PROTO_ERR_UNRECOVERABLE_POSITION);
+		goto out;
+	}
+	memset(&out, 0, sizeof(out));
+	out.positioned = 1;
+	out.recoverable = r->recoverable;
+	out.epoch = (struct proto_span){ res->epoch.p, res->epoch.len };
+	out.offset = res->offset;
+	out.was_recovering = r->recover;
+	out.recovered = recovered;
+	out.data = (struct proto_span){ r->data, r->data_len };
+	if (recovered) {
+		out.offset = r->offset;
+		out.npublications = client_pubs_of(res);
+		out.publications = client_pubs;
+	}
+	buf_reset(&g.out);
+	proto_json_subscribe_result(&g.out, r->id, &out);
+	if (client_send_out(c) != 0)
+		goto out;
+	s->hs.offset = res->offset;
+	if (res->epoch.len <= HUB_EPOCH_MAX) {
+		memcpy(s->hs.epoch, res->epoch.p, res->epoch.len);
+		s->hs.epoch[res->epoch.len] = '\0';
+	}
+	s->hs.state = HUB_SUB_ACTIVE;
+out:
+	client_req_free(r);
+}
+
 static void
 client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 {
@@ -705,10 +919,9 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	const struct proto_subscribe_req *req = &cmd->subscribe;
 	const struct chan_opts *o;
 	struct proto_subscribe_result res;
+	struct auth_sub_claims claims;
 	struct client_sub *s;
-	char *chan_info = NULL;
-	size_t chan_info_len = 0;
-	int allowed = 0;
+	int allowed = 0, presence, join_leave, push_jl, recover, positioned;
 
 	if (req->channel.len == 0) {
 		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
@@ -736,8 +949,10 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
 		return;
 	}
+	memset(&claims, 0, sizeof(claims));
+	claims.presence = claims.join_leave = claims.force_push_join_leave =
+	    claims.force_recovery = claims.force_positioning = AUTH_OVERRIDE_UNSET;
 	if (req->token.len) {
-		struct auth_sub_claims claims;
 		struct buf why = BUF_INIT;
 		enum auth_result r = auth_verify_subscription(g.sub_verifier, req->token.p,
 		    req->token.len, client_unix_now(), &claims, &why);
@@ -769,18 +984,13 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 				return;
 			}
 		}
-		chan_info = claims.info;
-		chan_info_len = claims.info_len;
-		claims.info = NULL;
-		auth_sub_claims_free(&claims);
 		allowed = 1;
 	} else if (client_has_prefix(req->channel, cfg->channel_private_prefix)) {
 		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
 		return;
 	} else if (o->allow_user_limited_channels && client_user_allowed(c, req->channel)) {
 		allowed = 1;
-	} else if (o->allow_subscribe_for_client &&
-	    (!client_is_anonymous(c) || o->allow_subscribe_for_anonymous)) {
+	} else if (o->allow_subscribe_for_client && client_anon_ok(c, o->allow_subscribe_for_anonymous)) {
 		allowed = 1;
 	} else if (cfg->client_insecure) {
 		allowed = 1;
@@ -790,25 +1000,121 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		return;
 	}
 
-	memset(&res, 0, sizeof(res));
-	res.was_recovering = req->recover;
-	buf_reset(&g.out);
-	proto_json_subscribe_result(&g.out, cmd->id, &res);
-	if (client_send_out(c) != 0) {
-		free(chan_info);
-		return;
-	}
-	/* Linked after the reply is queued: no push can overtake it. */
+	/* Negotiated options (§4.5.3), with the token's overrides. */
+	presence = client_override(claims.presence, o->presence);
+	join_leave = client_override(claims.join_leave, o->join_leave);
+	push_jl = client_override(claims.force_push_join_leave, o->force_push_join_leave) ||
+	    (req->join_leave && join_leave && client_presence_allowed(c, o, 1));
+	recover = client_has_history(o) &&
+	    (client_override(claims.force_recovery, o->force_recovery) ||
+	     (req->recoverable && (o->allow_recovery || client_history_allowed(c, o, 1))));
+	positioned = client_has_history(o) && (recover ||
+	    client_override(claims.force_positioning, o->force_positioning) ||
+	    (req->positioned && (o->allow_positioning || client_history_allowed(c, o, 1))));
+
 	s = xcalloc(1, sizeof(*s));
 	s->hs.client = c;
-	s->chan_info = chan_info;
-	s->chan_info_len = chan_info_len;
+	s->chan_info = claims.info;
+	s->chan_info_len = claims.info_len;
+	claims.info = NULL;
+	s->presence = presence != 0;
+	s->join_leave = join_leave != 0;
+	s->hs.push_join_leave = push_jl != 0;
+	s->hs.positioned = positioned != 0;
+	s->hs.state = positioned ? HUB_SUB_PENDING : HUB_SUB_ACTIVE;
 	if (c->nsubs == c->capsubs) {
 		c->capsubs = c->capsubs ? c->capsubs * 2 : 4;
 		c->subs = xrealloc(c->subs, c->capsubs * sizeof(*c->subs));
 	}
+
+	if (positioned) {
+		/* The broker answers through the fan-out ring, in order with the
+		 * publications: the reply is sent from client_subscribe_done(). */
+		struct client_req *r = client_req_new(c, cmd->id, PROTO_CMD_SUBSCRIBE);
+		struct msg m;
+		memset(&m, 0, sizeof(m));
+		r->channel = xstrndup(req->channel.p, req->channel.len);
+		r->channel_len = req->channel.len;
+		r->recover = req->recover && recover;
+		r->recoverable = recover;
+		r->reject_unrecoverable = (req->flag & 2) != 0;
+		r->offset = req->offset;
+		if (claims.data) {
+			r->data = claims.data;
+			r->data_len = claims.data_len;
+			claims.data = NULL;
+		}
+		c->subs[c->nsubs++] = s;
+		hub_add(worker_hub(), req->channel.p, req->channel.len, &s->hs);
+		m.type = MSG_SUBSCRIBE;
+		m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
+		client_msg_info(&m, c, s);
+		m.flags = MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0) |
+		    (presence ? MSG_F_PRESENCE : 0) | (join_leave ? MSG_F_JOIN_LEAVE : 0);
+		m.history_size = o->history_size;
+		m.history_ttl_ms = o->history_ttl;
+		m.history_meta_ttl_ms = o->history_meta_ttl;
+		m.offset = req->offset;
+		m.epoch = (struct msg_str){ req->epoch.p, (uint32_t)req->epoch.len };
+		m.limit = (int32_t)cfg->client_recovery_max_publication_limit;
+		worker_request(&m, client_subscribe_done, r);
+		auth_sub_claims_free(&claims);
+		return;
+	}
+
+	memset(&res, 0, sizeof(res));
+	res.was_recovering = req->recover;
+	res.data = (struct proto_span){ claims.data, claims.data_len };
+	buf_reset(&g.out);
+	proto_json_subscribe_result(&g.out, cmd->id, &res);
+	auth_sub_claims_free(&claims);
+	if (client_send_out(c) != 0) {
+		free(s->chan_info);
+		free(s);
+		return;
+	}
+	/* Linked after the reply is queued: no push can overtake it. */
 	c->subs[c->nsubs++] = s;
 	hub_add(worker_hub(), req->channel.p, req->channel.len, &s->hs);
+	if (presence || join_leave) {
+		struct msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_SUBSCRIBE;
+		m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
+		client_msg_info(&m, c, s);
+		m.flags = (presence ? MSG_F_PRESENCE : 0) | (join_leave ? MSG_F_JOIN_LEAVE : 0);
+		worker_send(&m);
+	}
+}
+
+void
+client_sub_lost(struct hub_sub *hs)
+{
+	struct client_sub *s = (struct client_sub *)hs;
+	struct client *c = hs->client;
+	struct proto_push push;
+	size_t len;
+	const char *ch = hub_sub_channel(hs, &len);
+	uint32_t idx;
+
+	if (c->state != CLIENT_CONNECTED)
+		return;
+	if (s->server_side) {
+		client_disconnect(c, PROTO_DISCONNECT_INSUFFICIENT_STATE);
+		return;
+	}
+	memset(&push, 0, sizeof(push));
+	push.type = PROTO_PUSH_UNSUBSCRIBE;
+	push.channel = (struct proto_span){ ch, len };
+	push.code = PROTO_UNSUB_INSUFFICIENT_STATE;
+	push.reason = proto_span_str(proto_unsub_reason(PROTO_UNSUB_INSUFFICIENT_STATE));
+	buf_reset(&g.out);
+	proto_json_push(&g.out, &push);
+	if (client_find_sub(c, (struct proto_span){ ch, len }, &idx) == s) {
+		c->subs[idx] = c->subs[--c->nsubs];
+		client_sub_end(c, s);
+	}
+	client_send_out(c);
 }
 
 static void
@@ -822,9 +1128,8 @@ client_handle_unsubscribe(struct client *c, const struct proto_cmd *cmd)
 		return;
 	}
 	if ((s = client_find_sub(c, cmd->unsubscribe.channel, &i)) != NULL) {
-		hub_remove(worker_hub(), &s->hs);
-		client_sub_free(s);
 		c->subs[i] = c->subs[--c->nsubs];
+		client_sub_end(c, s);
 	}
 	client_reply_empty(c, cmd->id, PROTO_CMD_UNSUBSCRIBE);
 }
@@ -903,16 +1208,11 @@ client_handle_publish(struct client *c, const struct proto_cmd *cmd)
 		return;
 	}
 
-	memset(&m, 0, offsetof(struct msg, tags));
+	memset(&m, 0, sizeof(m));
 	m.type = MSG_PUBLISH;
 	m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
 	m.data = (struct msg_str){ req->data.p, (uint32_t)req->data.len };
-	m.has_info = 1;
-	m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
-	m.client = (struct msg_str){ c->id, CLIENT_ID_LEN };
-	m.conn_info = (struct msg_str){ c->info, (uint32_t)c->info_len };
-	if (s)
-		m.chan_info = (struct msg_str){ s->chan_info, (uint32_t)s->chan_info_len };
+	client_msg_info(&m, c, s);
 	m.ntags = 0;
 	m.history_size = o->history_size;
 	m.history_ttl_ms = o->history_ttl;
@@ -927,17 +1227,122 @@ client_handle_publish(struct client *c, const struct proto_cmd *cmd)
 	worker_request(&m, client_publish_done, p);
 }
 
-/* presence, presence_stats, history: their engines arrive with the
- * broker's presence and history queries; until then only the checks. */
 static void
-client_handle_channel_query(struct client *c, const struct proto_cmd *cmd,
-    struct proto_span channel)
+client_history_done(void *arg, const struct msg *res)
 {
-	const struct chan_opts *o = client_chan_opts(c, cmd->id, channel);
+	struct client_req *r = arg;
+	struct client *c = r->c;
+
+	if (c->state == CLIENT_CONNECTED) {
+		if (res == NULL || res->error) {
+			client_reply_error(c, r->id, res ? res->error : PROTO_ERR_INTERNAL);
+		} else {
+			size_t n = client_pubs_of(res);
+			buf_reset(&g.out);
+			proto_json_history_result(&g.out, r->id, client_pubs, n,
+			    (struct proto_span){ res->epoch.p, res->epoch.len }, res->offset);
+			client_send_out(c);
+		}
+	}
+	client_req_free(r);
+}
+
+static void
+client_handle_history(struct client *c, const struct proto_cmd *cmd)
+{
+	const struct proto_history_req *req = &cmd->history;
+	const struct chan_opts *o = client_chan_opts(c, cmd->id, req->channel);
+	int64_t limit = req->limit, max = g.cfg->client_history_max_publication_limit;
+	struct msg m;
 
 	if (o == NULL)
 		return;
-	client_reply_error(c, cmd->id, PROTO_ERR_NOT_AVAILABLE);
+	if (!client_has_history(o)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_NOT_AVAILABLE);
+		return;
+	}
+	if (!client_history_allowed(c, o, client_find_sub(c, req->channel, NULL) != NULL)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	}
+	if (req->has_since && req->reverse && req->since_offset == 0) {
+		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
+		return;
+	}
+	if (limit < 0 || (max > 0 && limit > max))
+		limit = max > 0 ? max : -1;
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_HISTORY;
+	m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
+	m.flags = (req->has_since ? MSG_F_SINCE : 0) | (req->reverse ? MSG_F_REVERSE : 0);
+	m.since = req->since_offset;
+	m.epoch = (struct msg_str){ req->since_epoch.p, (uint32_t)req->since_epoch.len };
+	m.limit = (int32_t)limit;
+	m.history_size = o->history_size;
+	m.history_ttl_ms = o->history_ttl;
+	m.history_meta_ttl_ms = o->history_meta_ttl;
+	worker_request(&m, client_history_done, client_req_new(c, cmd->id, PROTO_CMD_HISTORY));
+}
+
+static void
+client_presence_done(void *arg, const struct msg *res)
+{
+	struct client_req *r = arg;
+	struct client *c = r->c;
+
+	if (c->state != CLIENT_CONNECTED) {
+		client_req_free(r);
+		return;
+	}
+	if (res == NULL || res->error) {
+		client_reply_error(c, r->id, res ? res->error : PROTO_ERR_INTERNAL);
+	} else if (r->type == PROTO_CMD_PRESENCE_STATS) {
+		buf_reset(&g.out);
+		proto_json_presence_stats_result(&g.out, r->id, res->num_clients, res->num_users);
+		client_send_out(c);
+	} else {
+		size_t n = res->nitems / 4, pos = 0;
+		struct proto_client_info *infos = xcalloc(n ? n : 1, sizeof(*infos));
+		struct msg_str f[4];
+		for (size_t i = 0; i < n; i++) {
+			for (int k = 0; k < 4; k++)
+				msg_item_next(res, &pos, &f[k]);
+			infos[i].user = (struct proto_span){ f[0].p, f[0].len };
+			infos[i].client = (struct proto_span){ f[1].p, f[1].len };
+			infos[i].conn_info = (struct proto_span){ f[2].p, f[2].len };
+			infos[i].chan_info = (struct proto_span){ f[3].p, f[3].len };
+		}
+		buf_reset(&g.out);
+		proto_json_presence_result(&g.out, r->id, infos, n);
+		client_send_out(c);
+		free(infos);
+	}
+	client_req_free(r);
+}
+
+static void
+client_handle_presence(struct client *c, const struct proto_cmd *cmd, struct proto_span channel,
+    int stats)
+{
+	const struct chan_opts *o = client_chan_opts(c, cmd->id, channel);
+	struct msg m;
+
+	if (o == NULL)
+		return;
+	if (!o->presence) {
+		client_reply_error(c, cmd->id, PROTO_ERR_NOT_AVAILABLE);
+		return;
+	}
+	if (!client_presence_allowed(c, o, client_find_sub(c, channel, NULL) != NULL)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_PRESENCE;
+	m.channel = (struct msg_str){ channel.p, (uint32_t)channel.len };
+	m.flags = stats ? MSG_F_STATS : 0;
+	worker_request(&m, client_presence_done,
+	    client_req_new(c, cmd->id, stats ? PROTO_CMD_PRESENCE_STATS : PROTO_CMD_PRESENCE));
 }
 
 /* ------------------------------------------------------------------ */
@@ -974,13 +1379,13 @@ client_dispatch(struct client *c, const struct proto_cmd *cmd)
 		client_handle_publish(c, cmd);
 		break;
 	case PROTO_CMD_PRESENCE:
-		client_handle_channel_query(c, cmd, cmd->presence.channel);
+		client_handle_presence(c, cmd, cmd->presence.channel, 0);
 		break;
 	case PROTO_CMD_PRESENCE_STATS:
-		client_handle_channel_query(c, cmd, cmd->presence_stats.channel);
+		client_handle_presence(c, cmd, cmd->presence_stats.channel, 1);
 		break;
 	case PROTO_CMD_HISTORY:
-		client_handle_channel_query(c, cmd, cmd->history.channel);
+		client_handle_history(c, cmd);
 		break;
 	case PROTO_CMD_RPC:
 		/* No RPC proxy and no built-in method: nothing is found. */

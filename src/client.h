@@ -28,6 +28,9 @@ void client_close_all(uint16_t code, const char *reason);
 /* The worker lost fan-out records: sessions may have missed publications. */
 void client_fanout_overrun(void);
 struct conn *client_conn(const struct client *c);
+struct hub_sub;
+/* The hub lost a positioned subscription's continuity (hub_lost_fn). */
+void client_sub_lost(struct hub_sub *s);
 /* Number of live sessions on this worker. */
 size_t client_count(void);
 

@@ -28,13 +28,17 @@ struct hub {
 	struct htab chans;
 	size_t nsubs;
 	struct buf scratch;
+	hub_lost_fn lost;
+	struct hub_sub **lostv;        /* collected during one delivery */
+	size_t nlost, caplost;
 };
 
 struct hub *
-hub_new(void)
+hub_new(hub_lost_fn lost)
 {
 	struct hub *h = xcalloc(1, sizeof(*h));
 
+	h->lost = lost;
 	htab_init(&h->chans);
 	buf_init(&h->scratch);
 	return h;
@@ -55,6 +59,7 @@ hub_free(struct hub *h)
 	}
 	htab_free(&h->chans);
 	buf_free(&h->scratch);
+	free(h->lostv);
 	free(h);
 }
 
@@ -121,16 +126,65 @@ hub_subscription_count(const struct hub *h)
 	return h->nsubs;
 }
 
-void
-hub_deliver(struct hub *h, const struct msg *m)
+int
+hub_sub_accept(struct hub_sub *s, uint64_t offset, const char *epoch, size_t epoch_len)
 {
-	struct hub_chan *ch = htab_get(&h->chans, m->channel.p, m->channel.len);
+	if (epoch_len > HUB_EPOCH_MAX ||
+	    (s->epoch[0] && (strlen(s->epoch) != epoch_len || memcmp(s->epoch, epoch, epoch_len) != 0))) {
+		if (s->epoch[0])
+			return -1;
+	}
+	if (s->epoch[0] == '\0' && epoch_len <= HUB_EPOCH_MAX) {
+		memcpy(s->epoch, epoch, epoch_len);
+		s->epoch[epoch_len] = '\0';
+	}
+	if (offset <= s->offset)
+		return 0;
+	if (offset != s->offset + 1)
+		return -1;
+	s->offset = offset;
+	return 1;
+}
+
+static void
+hub_mark_lost(struct hub *h, struct hub_sub *s)
+{
+	if (s->lost)
+		return;
+	s->lost = 1;
+	if (h->nlost == h->caplost) {
+		h->caplost = h->caplost ? h->caplost * 2 : 8;
+		h->lostv = xrealloc(h->lostv, h->caplost * sizeof(*h->lostv));
+	}
+	h->lostv[h->nlost++] = s;
+}
+
+/* Encodes a JOIN or LEAVE push once. */
+static void
+hub_encode_join_leave(struct hub *h, const struct msg *m)
+{
+	struct proto_client_info info;
+	struct proto_push push;
+
+	memset(&info, 0, sizeof(info));
+	info.user = (struct proto_span){ m->user.p, m->user.len };
+	info.client = (struct proto_span){ m->client.p, m->client.len };
+	info.conn_info = (struct proto_span){ m->conn_info.p, m->conn_info.len };
+	info.chan_info = (struct proto_span){ m->chan_info.p, m->chan_info.len };
+	memset(&push, 0, sizeof(push));
+	push.type = m->type == MSG_JOIN ? PROTO_PUSH_JOIN : PROTO_PUSH_LEAVE;
+	push.channel = (struct proto_span){ m->channel.p, m->channel.len };
+	push.info = &info;
+	proto_json_push(&h->scratch, &push);
+}
+
+/* Encodes a PUB push once. */
+static void
+hub_encode_pub(struct hub *h, const struct msg *m)
+{
 	struct proto_tag tags[MSG_MAX_TAGS];
 	struct proto_publication pub;
-	struct sbuf *frame;
 
-	if (ch == NULL)
-		return;
 	memset(&pub, 0, sizeof(pub));
 	pub.data = (struct proto_span){ m->data.p, m->data.len };
 	if (m->has_info) {
@@ -150,13 +204,45 @@ hub_deliver(struct hub *h, const struct msg *m)
 	}
 	pub.tags = tags;
 	pub.ntags = m->ntags;
-
-	buf_reset(&h->scratch);
 	proto_json_push_pub(&h->scratch, (struct proto_span){ m->channel.p, m->channel.len }, &pub);
+}
+
+void
+hub_deliver(struct hub *h, const struct msg *m)
+{
+	struct hub_chan *ch = htab_get(&h->chans, m->channel.p, m->channel.len);
+	struct sbuf *frame;
+	int is_pub = m->type == MSG_PUB;
+
+	if (ch == NULL)
+		return;
+	buf_reset(&h->scratch);
+	if (is_pub)
+		hub_encode_pub(h, m);
+	else
+		hub_encode_join_leave(h, m);
 	frame = sbuf_new(h->scratch.data, h->scratch.len);
 	/* A member closed as slow inside loop_conn_send() stays linked until
 	 * its close callback, which loop.c defers: the array is stable here. */
-	for (uint32_t i = 0; i < ch->n; i++)
-		loop_conn_send(client_conn(ch->members[i]->client), frame);
+	for (uint32_t i = 0; i < ch->n; i++) {
+		struct hub_sub *s = ch->members[i];
+		if (s->state != HUB_SUB_ACTIVE || s->lost)
+			continue;
+		if (!is_pub) {
+			if (!s->push_join_leave)
+				continue;
+		} else if (s->positioned && m->offset) {
+			int rc = hub_sub_accept(s, m->offset, m->epoch.p, m->epoch.len);
+			if (rc < 0)
+				hub_mark_lost(h, s);
+			if (rc <= 0)
+				continue;
+		}
+		loop_conn_send(client_conn(s->client), frame);
+	}
 	sbuf_unref(frame);
+	/* Now the member array may change. */
+	for (size_t i = 0; i < h->nlost; i++)
+		h->lost(h->lostv[i]);
+	h->nlost = 0;
 }

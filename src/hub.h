@@ -14,15 +14,32 @@ struct hub;
 struct hub_chan;
 struct msg;
 
+#define HUB_EPOCH_MAX 16
+
+enum hub_sub_state {
+	HUB_SUB_PENDING = 0,       /* waiting for its stream position: skips all */
+	HUB_SUB_ACTIVE
+};
+
 /* One subscription of one client, owned by the client; the hub only links
  * it into the channel's member array. */
 struct hub_sub {
 	struct client *client;
 	struct hub_chan *chan;     /* NULL while not linked */
 	uint32_t pos;              /* index in the channel's member array */
+	uint8_t state;             /* enum hub_sub_state */
+	uint8_t positioned;        /* publications are checked against offset */
+	uint8_t push_join_leave;   /* join/leave pushes are delivered */
+	uint8_t lost;              /* position lost, being unsubscribed */
+	uint64_t offset;           /* positioned: last offset delivered */
+	char epoch[HUB_EPOCH_MAX + 1];
 };
 
-struct hub *hub_new(void);
+/* Called (after delivery, outside the member loop) for a positioned
+ * subscription that missed a publication or saw another epoch. */
+typedef void (*hub_lost_fn)(struct hub_sub *s);
+
+struct hub *hub_new(hub_lost_fn lost);
 void hub_free(struct hub *h);
 /* Links s into channel's members (creating the channel entry). */
 void hub_add(struct hub *h, const char *channel, size_t len, struct hub_sub *s);
@@ -30,8 +47,13 @@ void hub_add(struct hub *h, const char *channel, size_t len, struct hub_sub *s);
 void hub_remove(struct hub *h, struct hub_sub *s);
 /* Channel name of a linked subscription (NUL-terminated). */
 const char *hub_sub_channel(const struct hub_sub *s, size_t *len);
-/* Queues a MSG_PUB on every local subscriber of its channel. */
+/* Queues a MSG_PUB, MSG_JOIN or MSG_LEAVE on the local subscribers of its
+ * channel that take it. */
 void hub_deliver(struct hub *h, const struct msg *pub);
+/* Does this positioned subscription accept the publication at offset in
+ * epoch?  Advances its position; 0 = skip (already seen), 1 = deliver,
+ * -1 = continuity lost. */
+int hub_sub_accept(struct hub_sub *s, uint64_t offset, const char *epoch, size_t epoch_len);
 size_t hub_channel_count(const struct hub *h);
 size_t hub_subscription_count(const struct hub *h);
 

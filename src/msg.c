@@ -17,6 +17,15 @@ static const char *const msg_type_names[MSG_TYPE_MAX] = {
 	[MSG_PUBLISH] = "publish",
 	[MSG_PUBLISH_RESULT] = "publish_result",
 	[MSG_PUB] = "pub",
+	[MSG_SUBSCRIBE] = "subscribe",
+	[MSG_SUB_RESULT] = "sub_result",
+	[MSG_UNSUBSCRIBE] = "unsubscribe",
+	[MSG_JOIN] = "join",
+	[MSG_LEAVE] = "leave",
+	[MSG_HISTORY] = "history",
+	[MSG_HISTORY_RESULT] = "history_result",
+	[MSG_PRESENCE] = "presence",
+	[MSG_PRESENCE_RESULT] = "presence_result",
 };
 
 const char *
@@ -61,54 +70,43 @@ pack_tags(msgpack_packer *pk, const struct msg *m)
 		pack_str(pk, m->tags[i]);
 }
 
+/*
+ * Every record has the same layout, whatever its type: one msgpack array of
+ * MSG_NFIELDS elements in this order.  Unused fields cost a byte or two;
+ * one layout keeps encoder and decoder in step.
+ */
+#define MSG_NFIELDS 19
+
 void
 msg_encode(const struct msg *m, struct buf *out)
 {
 	msgpack_packer pk;
 
 	msgpack_packer_init(&pk, out, msg_buf_write);
-	switch (m->type) {
-	case MSG_HELLO:
-		msgpack_pack_array(&pk, 3);
-		msgpack_pack_uint32(&pk, m->type);
-		msgpack_pack_uint32(&pk, m->worker);
-		msgpack_pack_uint32(&pk, m->generation);
-		break;
-	case MSG_PUBLISH:
-		msgpack_pack_array(&pk, 9);
-		msgpack_pack_uint32(&pk, m->type);
-		msgpack_pack_uint64(&pk, m->req_id);
-		pack_str(&pk, m->channel);
-		pack_str(&pk, m->data);
-		pack_info(&pk, m);
-		pack_tags(&pk, m);
-		msgpack_pack_int64(&pk, m->history_size);
-		msgpack_pack_int64(&pk, m->history_ttl_ms);
-		msgpack_pack_int64(&pk, m->history_meta_ttl_ms);
-		break;
-	case MSG_PUBLISH_RESULT:
-		msgpack_pack_array(&pk, 5);
-		msgpack_pack_uint32(&pk, m->type);
-		msgpack_pack_uint64(&pk, m->req_id);
-		msgpack_pack_uint32(&pk, m->error);
-		msgpack_pack_uint64(&pk, m->offset);
-		pack_str(&pk, m->epoch);
-		break;
-	case MSG_PUB:
-		msgpack_pack_array(&pk, 7);
-		msgpack_pack_uint32(&pk, m->type);
-		pack_str(&pk, m->channel);
-		pack_str(&pk, m->data);
-		pack_info(&pk, m);
-		pack_tags(&pk, m);
-		msgpack_pack_uint64(&pk, m->offset);
-		pack_str(&pk, m->epoch);
-		break;
-	default:
-		msgpack_pack_array(&pk, 1);
-		msgpack_pack_uint32(&pk, MSG_NONE);
-		break;
-	}
+	msgpack_pack_array(&pk, MSG_NFIELDS);
+	msgpack_pack_uint32(&pk, m->type);
+	msgpack_pack_uint64(&pk, m->req_id);
+	msgpack_pack_uint32(&pk, m->worker);
+	msgpack_pack_uint32(&pk, m->generation);
+	msgpack_pack_uint32(&pk, m->error);
+	msgpack_pack_uint32(&pk, m->flags);
+	pack_str(&pk, m->channel);
+	pack_str(&pk, m->data);
+	pack_info(&pk, m);
+	pack_tags(&pk, m);
+	msgpack_pack_int64(&pk, m->history_size);
+	msgpack_pack_int64(&pk, m->history_ttl_ms);
+	msgpack_pack_int64(&pk, m->history_meta_ttl_ms);
+	msgpack_pack_uint64(&pk, m->offset);
+	pack_str(&pk, m->epoch);
+	msgpack_pack_int64(&pk, m->limit);
+	msgpack_pack_uint64(&pk, m->since);
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_uint32(&pk, m->num_clients);
+	msgpack_pack_uint32(&pk, m->num_users);
+	msgpack_pack_array(&pk, m->nitems);
+	for (uint32_t i = 0; i < m->nitems; i++)
+		pack_str(&pk, m->items[i]);
 }
 
 /* A cursor over the bytes of one record. */
@@ -293,49 +291,60 @@ msg_decode(const void *rec, size_t len, struct msg *m)
 {
 	struct rd r = { rec, (const unsigned char *)rec + len };
 	uint32_t n;
-	uint64_t type, u;
+	uint64_t u[6];
+	int64_t limit;
+	const unsigned char *items;
 
 	memset(m, 0, offsetof(struct msg, tags));
 	m->ntags = 0;
-	m->history_size = m->history_ttl_ms = m->history_meta_ttl_ms = 0;
-	m->offset = 0;
-	m->epoch.p = NULL;
-	m->epoch.len = 0;
-	if (rd_array(&r, &n) || n < 1 || rd_uint(&r, &type))
+	memset(&m->history_size, 0, sizeof(*m) - offsetof(struct msg, history_size));
+	if (rd_array(&r, &n) || n != MSG_NFIELDS)
 		return -1;
-	m->type = (enum msg_type)type;
-	switch (type) {
-	case MSG_HELLO:
-		if (n != 3 || rd_uint(&r, &u))
+	for (int i = 0; i < 6; i++)
+		if (rd_uint(&r, &u[i]) || (i != 1 && u[i] > UINT32_MAX))
 			return -1;
-		m->worker = (uint32_t)u;
-		if (rd_uint(&r, &u))
-			return -1;
-		m->generation = (uint32_t)u;
-		break;
-	case MSG_PUBLISH:
-		if (n != 9 || rd_uint(&r, &m->req_id) || rd_str(&r, &m->channel) ||
-		    rd_str(&r, &m->data) || rd_info(&r, m) || rd_tags(&r, m) ||
-		    rd_int(&r, &m->history_size) || rd_int(&r, &m->history_ttl_ms) ||
-		    rd_int(&r, &m->history_meta_ttl_ms))
-			return -1;
-		break;
-	case MSG_PUBLISH_RESULT:
-		if (n != 5 || rd_uint(&r, &m->req_id) || rd_uint(&r, &u) ||
-		    rd_uint(&r, &m->offset) || rd_str(&r, &m->epoch))
-			return -1;
-		m->error = (uint32_t)u;
-		break;
-	case MSG_PUB:
-		if (n != 7 || rd_str(&r, &m->channel) || rd_str(&r, &m->data) ||
-		    rd_info(&r, m) || rd_tags(&r, m) || rd_uint(&r, &m->offset) ||
-		    rd_str(&r, &m->epoch))
-			return -1;
-		break;
-	case MSG_NONE:
-		break;
-	default:
+	if (u[0] == MSG_NONE || u[0] >= MSG_TYPE_MAX)
 		return -1;
+	m->type = (enum msg_type)u[0];
+	m->req_id = u[1];
+	m->worker = (uint32_t)u[2];
+	m->generation = (uint32_t)u[3];
+	m->error = (uint32_t)u[4];
+	m->flags = (uint32_t)u[5];
+	if (rd_str(&r, &m->channel) || rd_str(&r, &m->data) || rd_info(&r, m) ||
+	    rd_tags(&r, m) || rd_int(&r, &m->history_size) ||
+	    rd_int(&r, &m->history_ttl_ms) || rd_int(&r, &m->history_meta_ttl_ms) ||
+	    rd_uint(&r, &m->offset) || rd_str(&r, &m->epoch) || rd_int(&r, &limit) ||
+	    rd_uint(&r, &m->since) || rd_array(&r, &n) || n != 2 ||
+	    rd_uint(&r, &u[0]) || rd_uint(&r, &u[1]) || rd_array(&r, &m->nitems))
+		return -1;
+	if (limit < INT32_MIN || limit > INT32_MAX || u[0] > UINT32_MAX || u[1] > UINT32_MAX)
+		return -1;
+	m->limit = (int32_t)limit;
+	m->num_clients = (uint32_t)u[0];
+	m->num_users = (uint32_t)u[1];
+	/* Items are checked now so that msg_item_next() cannot fail later. */
+	items = r.p;
+	for (uint32_t i = 0; i < m->nitems; i++) {
+		struct msg_str s;
+		if (rd_str(&r, &s))
+			return -1;
 	}
+	m->items_raw.p = (const char *)items;
+	m->items_raw.len = (uint32_t)(r.p - items);
 	return r.p == r.end ? 0 : -1;
+}
+
+int
+msg_item_next(const struct msg *m, size_t *pos, struct msg_str *out)
+{
+	struct rd r = { (const unsigned char *)m->items_raw.p + *pos,
+	    (const unsigned char *)m->items_raw.p + m->items_raw.len };
+
+	if (r.p >= r.end)
+		return 0;
+	if (rd_str(&r, out))
+		return -1;
+	*pos = (size_t)(r.p - (const unsigned char *)m->items_raw.p);
+	return 1;
 }

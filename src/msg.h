@@ -1,9 +1,14 @@
 /*
  * msg.h - the records of the shared-memory bus, encoded with msgpack.
  *
- * Request ring (worker -> broker): HELLO, PUBLISH.
- * Reply ring (broker -> worker): PUBLISH_RESULT.
- * Fan-out ring (broker -> every worker): PUB.
+ * Request ring (worker -> broker): HELLO, PUBLISH, SUBSCRIBE, UNSUBSCRIBE,
+ *   HISTORY, PRESENCE.
+ * Reply ring (broker -> worker): PUBLISH_RESULT, HISTORY_RESULT,
+ *   PRESENCE_RESULT.
+ * Fan-out ring (broker -> every worker): PUB, JOIN, LEAVE, and
+ *   SUB_RESULT (addressed to one worker: it travels with the publications
+ *   so that a subscription starts exactly at the stream position the
+ *   broker reported, with nothing lost or repeated in between).
  *
  * A record is a msgpack array: [type, field...]; the field list per type is
  * fixed in msg.c.  Decoded strings point into the record bytes (zero copy),
@@ -24,6 +29,15 @@ enum msg_type {
 	MSG_PUBLISH,          /* publish into a channel; answered by PUBLISH_RESULT */
 	MSG_PUBLISH_RESULT,   /* error code, offset and epoch of a publish */
 	MSG_PUB,              /* a publication to deliver to local subscribers */
+	MSG_SUBSCRIBE,        /* presence add, join, stream position / recovery */
+	MSG_SUB_RESULT,       /* answer to SUBSCRIBE, on the fan-out ring */
+	MSG_UNSUBSCRIBE,      /* presence remove, leave */
+	MSG_JOIN,             /* a client joined a channel (ClientInfo) */
+	MSG_LEAVE,            /* a client left a channel (ClientInfo) */
+	MSG_HISTORY,          /* read a channel's stream */
+	MSG_HISTORY_RESULT,
+	MSG_PRESENCE,         /* presence (or, with MSG_F_STATS, its counts) */
+	MSG_PRESENCE_RESULT,
 	MSG_TYPE_MAX
 };
 
@@ -34,6 +48,16 @@ struct msg_str {
 
 #define MSG_MAX_TAGS 64
 
+/* flags */
+#define MSG_F_PRESENCE   0x01u   /* SUBSCRIBE/UNSUBSCRIBE: keep presence */
+#define MSG_F_JOIN_LEAVE 0x02u   /* SUBSCRIBE/UNSUBSCRIBE: emit join/leave */
+#define MSG_F_POSITION   0x04u   /* SUBSCRIBE: report the stream top */
+#define MSG_F_RECOVER    0x08u   /* SUBSCRIBE: recover from offset/epoch */
+#define MSG_F_RECOVERED  0x10u   /* SUB_RESULT: recovery succeeded */
+#define MSG_F_SINCE      0x20u   /* HISTORY: since is set */
+#define MSG_F_REVERSE    0x40u   /* HISTORY: newest first */
+#define MSG_F_STATS      0x80u   /* PRESENCE: counts only */
+#define MSG_F_CACHE      0x100u  /* SUBSCRIBE: cache recovery mode */
 struct msg {
 	enum msg_type type;
 	uint64_t req_id;          /* PUBLISH, PUBLISH_RESULT */
@@ -49,9 +73,28 @@ struct msg {
 	int64_t history_size;     /* PUBLISH: 0 = no history */
 	int64_t history_ttl_ms;   /* PUBLISH */
 	int64_t history_meta_ttl_ms;   /* PUBLISH */
-	uint64_t offset;          /* PUBLISH_RESULT, PUB: 0 when no history */
-	struct msg_str epoch;     /* PUBLISH_RESULT, PUB */
+	uint64_t offset;          /* PUBLISH_RESULT, PUB: 0 when no history;
+				   * SUBSCRIBE: client's position; *_RESULT: top */
+	struct msg_str epoch;     /* PUBLISH_RESULT, PUB, SUBSCRIBE, *_RESULT */
+	uint32_t flags;           /* MSG_F_* */
+	int32_t limit;            /* HISTORY; SUBSCRIBE: recovery limit */
+	uint64_t since;           /* HISTORY: since offset (epoch in `epoch`) */
+	uint32_t num_clients;     /* PRESENCE_RESULT with MSG_F_STATS */
+	uint32_t num_users;
+	/*
+	 * Items: SUB_RESULT and HISTORY_RESULT carry encoded PUB records;
+	 * PRESENCE_RESULT carries 4 strings per client (user, client,
+	 * conn_info, chan_info).  To encode, point items at nitems strings; a
+	 * decoded msg instead exposes them through msg_item_next().
+	 */
+	const struct msg_str *items;
+	uint32_t nitems;
+	struct msg_str items_raw; /* decoded: the packed items */
 };
+
+/* Iterates the items of a decoded msg: *pos starts at 0; returns 1 with
+ * *out set, 0 at the end, -1 on a malformed record. */
+int msg_item_next(const struct msg *m, size_t *pos, struct msg_str *out);
 
 /* Appends the encoding of m to out (replacing nothing). */
 void msg_encode(const struct msg *m, struct buf *out);

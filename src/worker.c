@@ -155,23 +155,39 @@ worker_request(struct msg *req, worker_reply_fn fn, void *arg)
 	worker_send_record(&worker.out);
 }
 
+void
+worker_send(const struct msg *m)
+{
+	buf_reset(&worker.out);
+	msg_encode(m, &worker.out);
+	worker_send_record(&worker.out);
+}
+
+/* Hands a decoded answer to the request waiting for it. */
+static void
+worker_answer(const struct msg *m)
+{
+	struct pending *p = htab_del(&worker.pending, &m->req_id, sizeof(m->req_id));
+
+	if (p == NULL)
+		return;       /* timed out already */
+	wheel_disarm(&p->timer);
+	p->fn(p->arg, m);
+	free(p);
+}
+
 static void
 worker_on_reply(const struct buf *rec)
 {
 	struct msg m;
-	struct pending *p;
 
 	if (msg_decode(rec->data, rec->len, &m) != 0) {
 		log_error("malformed record (%zu bytes) on the reply ring", rec->len);
 		return;
 	}
-	p = htab_del(&worker.pending, &m.req_id, sizeof(m.req_id));
-	if (p == NULL)
-		return;       /* timed out already */
-	wheel_disarm(&p->timer);
-	p->fn(p->arg, &m);
-	free(p);
+	worker_answer(&m);
 }
+
 
 static void
 worker_on_fanout(const struct buf *rec)
@@ -182,8 +198,19 @@ worker_on_fanout(const struct buf *rec)
 		log_error("malformed record (%zu bytes) on the fan-out ring", rec->len);
 		return;
 	}
-	if (m.type == MSG_PUB)
+	switch (m.type) {
+	case MSG_PUB:
+	case MSG_JOIN:
+	case MSG_LEAVE:
 		hub_deliver(worker.hub, &m);
+		break;
+	case MSG_SUB_RESULT:
+		if (m.worker == heritage.worker_id)
+			worker_answer(&m);
+		break;
+	default:
+		break;
+	}
 }
 
 /* Reads both rings until empty and sleeping is safe. */
@@ -325,7 +352,7 @@ worker_main(void)
 	buf_init(&worker.rec);
 	buf_init(&worker.out);
 	wheel_init(&worker.wheel, worker.base);
-	worker.hub = hub_new();
+	worker.hub = hub_new(client_sub_lost);
 	client_init(cfg);
 	api_init(cfg);
 

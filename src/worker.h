@@ -30,6 +30,9 @@ typedef void (*worker_reply_fn)(void *arg, const struct msg *reply);
  */
 void worker_request(struct msg *req, worker_reply_fn fn, void *arg);
 
+/* Sends a record that needs no answer (presence changes, leave). */
+void worker_send(const struct msg *m);
+
 struct wheel *worker_wheel(void);
 struct hub *worker_hub(void);
 struct loop *worker_loop(void);

@@ -37,3 +37,7 @@ AM_TESTS_ENVIRONMENT = \
 	TOP_BUILDDIR=$(abs_top_builddir); export TOP_BUILDDIR;
 
 EXTRA_DIST += test/integration test/unit/README
+
+# npm dependencies of the integration tests live in the build tree.
+clean-local:
+	rm -rf test/integration-node

@@ -159,10 +159,10 @@ describe('protocol: connect and commands', () => {
     assert.deepEqual(r.publish, {}, JSON.stringify(r));
   });
 
-  h.test('rpc without proxy: error 108', async (t, srv) => {
+  h.test('rpc without proxy: error 104 (issue #3; documented in README)', async (t, srv) => {
     const c = await open(srv.wsUrl, { connect: true });
     const r = await c.command({ rpc: { method: 'getUser', data: { id: 1 } } });
-    assert.deepEqual(r.error, { code: 108, message: 'not available' });
+    assert.deepEqual(r.error, { code: 104, message: 'method not found' });
   });
 
   h.test('history / presence / presence_stats without configuration: error 108', async (t, srv) => {
