@@ -2,10 +2,12 @@
 # and the control client.
 
 CF_LIBS = $(LIBEVENT_LIBS) $(LWS_LIBS) $(LIBUV_LIBS) $(MSGPACK_LIBS) \
-	$(LIBCONFIG_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(OPENSSL_LIBS) -lm
+	$(LIBCONFIG_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(OPENSSL_LIBS) \
+	$(PROTOBUF_C_LIBS) -lm
 CF_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LWS_CFLAGS) $(LIBUV_CFLAGS) \
 	$(MSGPACK_CFLAGS) $(LIBCONFIG_CFLAGS) $(JANSSON_CFLAGS) \
-	$(LIBJWT_CFLAGS) $(OPENSSL_CFLAGS)
+	$(LIBJWT_CFLAGS) $(OPENSSL_CFLAGS) $(PROTOBUF_C_CFLAGS) \
+	-I$(top_builddir)/src
 
 noinst_LIBRARIES += src/libcentrifugo.a
 src_libcentrifugo_a_CFLAGS = $(AM_CFLAGS) $(CF_DEP_CFLAGS)
@@ -27,6 +29,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/msg.c src/msg.h \
 	src/proctitle.c src/proctitle.h \
 	src/proto.c src/proto.h \
+	src/proto_pb.c src/proto_pb.h \
 	src/ring.c src/ring.h \
 	src/shm.c src/shm.h \
 	src/supervisor.c src/supervisor.h \
@@ -34,6 +37,21 @@ src_libcentrifugo_a_SOURCES = \
 	src/wheel.c src/wheel.h \
 	src/worker.c src/worker.h \
 	src/xmalloc.c src/xmalloc.h
+nodist_src_libcentrifugo_a_SOURCES = src/client.pb-c.c src/client.pb-c.h
+
+# The client protocol's Protobuf schema: protoc-c writes its C code into the
+# build tree (never the source tree) before anything that includes it.
+# BUILT_SOURCES is first set here (src/local.mk is included first): other
+# fragments append with +=.
+BUILT_SOURCES = src/client.pb-c.c src/client.pb-c.h
+CLEANFILES += src/client.pb-c.c src/client.pb-c.h
+EXTRA_DIST += src/client.proto
+src/client.pb-c.c: $(srcdir)/src/client.proto
+	$(AM_V_GEN)$(MKDIR_P) src && $(PROTOC_C) --proto_path=$(srcdir)/src \
+	    --c_out=src $(srcdir)/src/client.proto
+src/client.pb-c.h: src/client.pb-c.c
+	@test -f $@ || { rm -f src/client.pb-c.c; \
+	    $(MAKE) $(AM_MAKEFLAGS) src/client.pb-c.c; }
 
 bin_PROGRAMS += src/centrifugo src/centrifugo-ctl
 
@@ -47,6 +65,8 @@ src_centrifugo_ctl_LDADD = src/libcentrifugo.a $(CF_LIBS)
 
 # The load generator (bench/ scripts drive it; see centrifugo-bench(1)).
 bin_PROGRAMS += src/centrifugo-bench
-src_centrifugo_bench_SOURCES = src/bench/centrifugo-bench.c
+# It needs only buf, xmalloc and log, so it does not wait for the library.
+src_centrifugo_bench_SOURCES = src/bench/centrifugo-bench.c \
+	src/buf.c src/log.c src/xmalloc.c
 src_centrifugo_bench_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
-src_centrifugo_bench_LDADD = src/libcentrifugo.a $(OPENSSL_LIBS)
+src_centrifugo_bench_LDADD = $(OPENSSL_LIBS)
