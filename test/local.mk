@@ -9,6 +9,7 @@ UNIT_TESTS = \
 	test/unit/check_config \
 	test/unit/check_json \
 	test/unit/check_proto \
+	test/unit/check_proto_pb \
 	test/unit/check_ring
 
 check_PROGRAMS += $(UNIT_TESTS)
@@ -26,6 +27,9 @@ test_unit_check_json_LDADD = $(UNIT_LDADD)
 test_unit_check_proto_SOURCES = test/unit/check_proto.c
 test_unit_check_proto_CFLAGS = $(UNIT_CFLAGS)
 test_unit_check_proto_LDADD = $(UNIT_LDADD)
+test_unit_check_proto_pb_SOURCES = test/unit/check_proto_pb.c
+test_unit_check_proto_pb_CFLAGS = $(UNIT_CFLAGS)
+test_unit_check_proto_pb_LDADD = $(UNIT_LDADD)
 test_unit_check_ring_SOURCES = test/unit/check_ring.c
 test_unit_check_ring_CFLAGS = $(UNIT_CFLAGS)
 test_unit_check_ring_LDADD = $(UNIT_LDADD)
