@@ -395,6 +395,8 @@ api_job_publish(struct api_job *job, const char *channel, size_t len,
 	m.type = MSG_PUBLISH;
 	if ((pub->err = api_payload(p, o, &m.data)) != 0)
 		return;
+	if (p->has_b64 && json_validate(m.data.p, m.data.len, NULL) != 0)
+		m.flags |= MSG_F_BINARY;
 	m.channel = (struct msg_str){ channel, (uint32_t)len };
 	m.ntags = p->ntags;
 	for (uint32_t i = 0; i < 2 * p->ntags; i++)

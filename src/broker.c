@@ -235,6 +235,7 @@ broker_publish(unsigned w, const struct msg *req)
 
 	pub.channel = req->channel;
 	pub.data = req->data;
+	pub.flags = req->flags & MSG_F_BINARY;
 	pub.has_info = req->has_info;
 	pub.user = req->user;
 	pub.client = req->client;

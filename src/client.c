@@ -23,6 +23,7 @@
 #include "build-config.h"
 #include "buf.h"
 #include "client.h"
+#include "codec.h"
 #include "config.h"
 #include "htab.h"
 #include "hub.h"
@@ -85,7 +86,7 @@ struct client {
 	uint32_t refs;                 /* the transport + requests in flight */
 	unsigned connect_failed:1;     /* connect answered with an error */
 	unsigned ping_outstanding:1;   /* a ping was sent and not answered */
-	unsigned protobuf:1;
+	unsigned fmt:1;                /* enum codec_format */
 	uint64_t stale_at;             /* monotonic ms deadlines, 0 = none */
 	uint64_t ping_at;
 	uint64_t pong_at;
@@ -230,7 +231,8 @@ client_new(struct conn *conn, const struct loop_ws_info *info)
 	c->state = CLIENT_CONNECTING;
 	c->conn = conn;
 	c->refs = 1;
-	c->protobuf = info->protobuf ? 1 : 0;
+	c->fmt = info->protobuf ? CODEC_PROTOBUF : CODEC_JSON;
+	loop_conn_set_binary(conn, codecs[c->fmt].binary);
 	wheel_node_init(&c->timer, client_timer_fire);
 	c->next = g.all;
 	if (g.all)
@@ -239,12 +241,6 @@ client_new(struct conn *conn, const struct loop_ws_info *info)
 	g.count++;
 	if (worker_stopping()) {
 		client_disconnect(c, PROTO_DISCONNECT_SHUTDOWN);
-		return c;
-	}
-	if (c->protobuf) {
-		/* The protobuf format comes with its own codec module; until it
-		 * is there such clients are told plainly. */
-		client_disconnect(c, PROTO_DISCONNECT_INAPPROPRIATE_PROTOCOL);
 		return c;
 	}
 	if (g.cfg->client_stale_close_delay > 0)
@@ -390,7 +386,7 @@ static void
 client_reply_error(struct client *c, uint32_t id, uint32_t code)
 {
 	buf_reset(&g.out);
-	proto_json_error_code(&g.out, id, code);
+	codecs[c->fmt].error_code(&g.out, id, code);
 	client_send_out(c);
 }
 
@@ -398,7 +394,7 @@ static void
 client_reply_empty(struct client *c, uint32_t id, enum proto_cmd_type type)
 {
 	buf_reset(&g.out);
-	proto_json_empty_result(&g.out, id, type);
+	codecs[c->fmt].empty_result(&g.out, id, type);
 	client_send_out(c);
 }
 
@@ -448,7 +444,7 @@ client_timer_fire(struct wheel_node *n)
 	}
 	if (c->ping_at && now >= c->ping_at) {
 		buf_reset(&g.out);
-		proto_json_ping(&g.out);
+		codecs[c->fmt].ping(&g.out);
 		if (client_send_out(c) != 0)
 			return;
 		c->ping_at = now + (uint64_t)cfg->client_ping_interval;
@@ -559,7 +555,7 @@ client_handle_connect(struct client *c, const struct proto_cmd *cmd)
 		res.time = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	}
 	buf_reset(&g.out);
-	proto_json_connect_result(&g.out, cmd->id, &res);
+	codecs[c->fmt].connect_result(&g.out, cmd->id, &res);
 	if (client_send_out(c) != 0)
 		return;
 	client_schedule(c);
@@ -620,7 +616,7 @@ client_handle_refresh(struct client *c, const struct proto_cmd *cmd)
 		c->expire_at = 0;
 	}
 	buf_reset(&g.out);
-	proto_json_refresh_result(&g.out, cmd->id, &res);
+	codecs[c->fmt].refresh_result(&g.out, cmd->id, &res);
 	client_send_out(c);
 	client_schedule(c);
 }
@@ -899,7 +895,7 @@ client_subscribe_done(void *arg, const struct msg *res)
 		out.publications = client_pubs;
 	}
 	buf_reset(&g.out);
-	proto_json_subscribe_result(&g.out, r->id, &out);
+	codecs[c->fmt].subscribe_result(&g.out, r->id, &out);
 	if (client_send_out(c) != 0)
 		goto out;
 	s->hs.offset = res->offset;
@@ -1021,6 +1017,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	s->join_leave = join_leave != 0;
 	s->hs.push_join_leave = push_jl != 0;
 	s->hs.positioned = positioned != 0;
+	s->hs.fmt = c->fmt;
 	s->hs.state = positioned ? HUB_SUB_PENDING : HUB_SUB_ACTIVE;
 	if (c->nsubs == c->capsubs) {
 		c->capsubs = c->capsubs ? c->capsubs * 2 : 4;
@@ -1066,7 +1063,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	res.was_recovering = req->recover;
 	res.data = (struct proto_span){ claims.data, claims.data_len };
 	buf_reset(&g.out);
-	proto_json_subscribe_result(&g.out, cmd->id, &res);
+	codecs[c->fmt].subscribe_result(&g.out, cmd->id, &res);
 	auth_sub_claims_free(&claims);
 	if (client_send_out(c) != 0) {
 		free(s->chan_info);
@@ -1088,7 +1085,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 }
 
 void
-client_sub_lost(struct hub_sub *hs)
+client_sub_lost(struct hub_sub *hs, enum hub_lost_reason why)
 {
 	struct client_sub *s = (struct client_sub *)hs;
 	struct client *c = hs->client;
@@ -1099,6 +1096,10 @@ client_sub_lost(struct hub_sub *hs)
 
 	if (c->state != CLIENT_CONNECTED)
 		return;
+	if (why == HUB_LOST_FORMAT) {
+		client_disconnect(c, PROTO_DISCONNECT_INAPPROPRIATE_PROTOCOL);
+		return;
+	}
 	if (s->server_side) {
 		client_disconnect(c, PROTO_DISCONNECT_INSUFFICIENT_STATE);
 		return;
@@ -1109,7 +1110,7 @@ client_sub_lost(struct hub_sub *hs)
 	push.code = PROTO_UNSUB_INSUFFICIENT_STATE;
 	push.reason = proto_span_str(proto_unsub_reason(PROTO_UNSUB_INSUFFICIENT_STATE));
 	buf_reset(&g.out);
-	proto_json_push(&g.out, &push);
+	codecs[c->fmt].push(&g.out, &push);
 	if (client_find_sub(c, (struct proto_span){ ch, len }, &idx) == s) {
 		c->subs[idx] = c->subs[--c->nsubs];
 		client_sub_end(c, s);
@@ -1213,6 +1214,8 @@ client_handle_publish(struct client *c, const struct proto_cmd *cmd)
 	m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
 	m.data = (struct msg_str){ req->data.p, (uint32_t)req->data.len };
 	client_msg_info(&m, c, s);
+	if (c->fmt != CODEC_JSON && json_validate(req->data.p, req->data.len, NULL) != 0)
+		m.flags |= MSG_F_BINARY;
 	m.ntags = 0;
 	m.history_size = o->history_size;
 	m.history_ttl_ms = o->history_ttl;
@@ -1239,7 +1242,7 @@ client_history_done(void *arg, const struct msg *res)
 		} else {
 			size_t n = client_pubs_of(res);
 			buf_reset(&g.out);
-			proto_json_history_result(&g.out, r->id, client_pubs, n,
+			codecs[c->fmt].history_result(&g.out, r->id, client_pubs, n,
 			    (struct proto_span){ res->epoch.p, res->epoch.len }, res->offset);
 			client_send_out(c);
 		}
@@ -1298,7 +1301,7 @@ client_presence_done(void *arg, const struct msg *res)
 		client_reply_error(c, r->id, res ? res->error : PROTO_ERR_INTERNAL);
 	} else if (r->type == PROTO_CMD_PRESENCE_STATS) {
 		buf_reset(&g.out);
-		proto_json_presence_stats_result(&g.out, r->id, res->num_clients, res->num_users);
+		codecs[c->fmt].presence_stats_result(&g.out, r->id, res->num_clients, res->num_users);
 		client_send_out(c);
 	} else {
 		size_t n = res->nitems / 4, pos = 0;
@@ -1313,7 +1316,7 @@ client_presence_done(void *arg, const struct msg *res)
 			infos[i].chan_info = (struct proto_span){ f[3].p, f[3].len };
 		}
 		buf_reset(&g.out);
-		proto_json_presence_result(&g.out, r->id, infos, n);
+		codecs[c->fmt].presence_result(&g.out, r->id, infos, n);
 		client_send_out(c);
 		free(infos);
 	}
@@ -1421,10 +1424,10 @@ client_on_message(struct client *c, const char *data, size_t len, int binary)
 	ASSERT(c->magic == CLIENT_MAGIC);
 	if (c->state >= CLIENT_CLOSING)
 		return;
-	/* The opcode is not looked at: a binary message in JSON mode is
-	 * decoded as JSON like a text one (protocol.md §1.2). */
+	/* The opcode is not looked at: a binary message on a JSON connection
+	 * is decoded as JSON like a text one (protocol.md §1.2). */
 	proto_reader_reset(&g.reader, data, len);
-	while ((rc = proto_json_next(&g.reader, &cmd)) == 1) {
+	while ((rc = codecs[c->fmt].next(&g.reader, &cmd)) == 1) {
 		if (client_dispatch(c, &cmd) != 0)
 			return;
 	}

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub.h"
+
 struct buf;
 struct client;
 struct config;
@@ -28,9 +30,8 @@ void client_close_all(uint16_t code, const char *reason);
 /* The worker lost fan-out records: sessions may have missed publications. */
 void client_fanout_overrun(void);
 struct conn *client_conn(const struct client *c);
-struct hub_sub;
-/* The hub lost a positioned subscription's continuity (hub_lost_fn). */
-void client_sub_lost(struct hub_sub *s);
+/* The hub dropped a subscription (hub_lost_fn). */
+void client_sub_lost(struct hub_sub *s, enum hub_lost_reason why);
 /* Number of live sessions on this worker. */
 size_t client_count(void);
 

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "client.h"
+#include "codec.h"
 #include "htab.h"
 #include "hub.h"
 #include "log.h"
@@ -30,6 +31,7 @@ struct hub {
 	struct buf scratch;
 	hub_lost_fn lost;
 	struct hub_sub **lostv;        /* collected during one delivery */
+	uint8_t *lostwhy;
 	size_t nlost, caplost;
 };
 
@@ -60,6 +62,7 @@ hub_free(struct hub *h)
 	htab_free(&h->chans);
 	buf_free(&h->scratch);
 	free(h->lostv);
+	free(h->lostwhy);
 	free(h);
 }
 
@@ -147,7 +150,7 @@ hub_sub_accept(struct hub_sub *s, uint64_t offset, const char *epoch, size_t epo
 }
 
 static void
-hub_mark_lost(struct hub *h, struct hub_sub *s)
+hub_mark_lost(struct hub *h, struct hub_sub *s, enum hub_lost_reason why)
 {
 	if (s->lost)
 		return;
@@ -155,13 +158,15 @@ hub_mark_lost(struct hub *h, struct hub_sub *s)
 	if (h->nlost == h->caplost) {
 		h->caplost = h->caplost ? h->caplost * 2 : 8;
 		h->lostv = xrealloc(h->lostv, h->caplost * sizeof(*h->lostv));
+		h->lostwhy = xrealloc(h->lostwhy, h->caplost);
 	}
+	h->lostwhy[h->nlost] = (uint8_t)why;
 	h->lostv[h->nlost++] = s;
 }
 
-/* Encodes a JOIN or LEAVE push once. */
+/* Encodes a JOIN or LEAVE push once per format. */
 static void
-hub_encode_join_leave(struct hub *h, const struct msg *m)
+hub_encode_join_leave(struct hub *h, const struct codec *codec, const struct msg *m)
 {
 	struct proto_client_info info;
 	struct proto_push push;
@@ -175,12 +180,12 @@ hub_encode_join_leave(struct hub *h, const struct msg *m)
 	push.type = m->type == MSG_JOIN ? PROTO_PUSH_JOIN : PROTO_PUSH_LEAVE;
 	push.channel = (struct proto_span){ m->channel.p, m->channel.len };
 	push.info = &info;
-	proto_json_push(&h->scratch, &push);
+	codec->push(&h->scratch, &push);
 }
 
-/* Encodes a PUB push once. */
+/* Encodes a PUB push once per format. */
 static void
-hub_encode_pub(struct hub *h, const struct msg *m)
+hub_encode_pub(struct hub *h, const struct codec *codec, const struct msg *m)
 {
 	struct proto_tag tags[MSG_MAX_TAGS];
 	struct proto_publication pub;
@@ -204,24 +209,34 @@ hub_encode_pub(struct hub *h, const struct msg *m)
 	}
 	pub.tags = tags;
 	pub.ntags = m->ntags;
-	proto_json_push_pub(&h->scratch, (struct proto_span){ m->channel.p, m->channel.len }, &pub);
+	codec->push_pub(&h->scratch, (struct proto_span){ m->channel.p, m->channel.len }, &pub);
+}
+
+/* The frame of m in one format, encoded on first use. */
+static struct sbuf *
+hub_frame(struct hub *h, struct sbuf **frames, enum codec_format fmt, const struct msg *m)
+{
+	if (frames[fmt] == NULL) {
+		buf_reset(&h->scratch);
+		if (m->type == MSG_PUB)
+			hub_encode_pub(h, &codecs[fmt], m);
+		else
+			hub_encode_join_leave(h, &codecs[fmt], m);
+		frames[fmt] = sbuf_new(h->scratch.data, h->scratch.len);
+	}
+	return frames[fmt];
 }
 
 void
 hub_deliver(struct hub *h, const struct msg *m)
 {
 	struct hub_chan *ch = htab_get(&h->chans, m->channel.p, m->channel.len);
-	struct sbuf *frame;
+	struct sbuf *frames[CODEC_COUNT] = { NULL };
 	int is_pub = m->type == MSG_PUB;
+	int binary = (m->flags & MSG_F_BINARY) != 0;
 
 	if (ch == NULL)
 		return;
-	buf_reset(&h->scratch);
-	if (is_pub)
-		hub_encode_pub(h, m);
-	else
-		hub_encode_join_leave(h, m);
-	frame = sbuf_new(h->scratch.data, h->scratch.len);
 	/* A member closed as slow inside loop_conn_send() stays linked until
 	 * its close callback, which loop.c defers: the array is stable here. */
 	for (uint32_t i = 0; i < ch->n; i++) {
@@ -231,18 +246,25 @@ hub_deliver(struct hub *h, const struct msg *m)
 		if (!is_pub) {
 			if (!s->push_join_leave)
 				continue;
-		} else if (s->positioned && m->offset) {
-			int rc = hub_sub_accept(s, m->offset, m->epoch.p, m->epoch.len);
-			if (rc < 0)
-				hub_mark_lost(h, s);
-			if (rc <= 0)
+		} else {
+			if (binary && s->fmt == CODEC_JSON) {
+				hub_mark_lost(h, s, HUB_LOST_FORMAT);
 				continue;
+			}
+			if (s->positioned && m->offset) {
+				int rc = hub_sub_accept(s, m->offset, m->epoch.p, m->epoch.len);
+				if (rc < 0)
+					hub_mark_lost(h, s, HUB_LOST_POSITION);
+				if (rc <= 0)
+					continue;
+			}
 		}
-		loop_conn_send(client_conn(s->client), frame);
+		loop_conn_send(client_conn(s->client), hub_frame(h, frames, s->fmt, m));
 	}
-	sbuf_unref(frame);
+	for (int f = 0; f < CODEC_COUNT; f++)
+		sbuf_unref(frames[f]);
 	/* Now the member array may change. */
 	for (size_t i = 0; i < h->nlost; i++)
-		h->lost(h->lostv[i]);
+		h->lost(h->lostv[i], (enum hub_lost_reason)h->lostwhy[i]);
 	h->nlost = 0;
 }

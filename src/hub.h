@@ -30,14 +30,20 @@ struct hub_sub {
 	uint8_t state;             /* enum hub_sub_state */
 	uint8_t positioned;        /* publications are checked against offset */
 	uint8_t push_join_leave;   /* join/leave pushes are delivered */
-	uint8_t lost;              /* position lost, being unsubscribed */
+	uint8_t lost;              /* position lost or format unfit: being dropped */
+	uint8_t fmt;               /* enum codec_format of the session */
 	uint64_t offset;           /* positioned: last offset delivered */
 	char epoch[HUB_EPOCH_MAX + 1];
 };
 
-/* Called (after delivery, outside the member loop) for a positioned
- * subscription that missed a publication or saw another epoch. */
-typedef void (*hub_lost_fn)(struct hub_sub *s);
+enum hub_lost_reason {
+	HUB_LOST_POSITION = 0,     /* a positioned subscription missed a publication */
+	HUB_LOST_FORMAT            /* binary payload for a JSON session */
+};
+
+/* Called after delivery, outside the member loop, for each subscription
+ * that cannot take the publication (at most once per subscription). */
+typedef void (*hub_lost_fn)(struct hub_sub *s, enum hub_lost_reason why);
 
 struct hub *hub_new(hub_lost_fn lost);
 void hub_free(struct hub *h);

@@ -18,6 +18,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/broker.c src/broker.h \
 	src/buf.c src/buf.h \
 	src/client.c src/client.h \
+	src/codec.c src/codec.h \
 	src/config.c src/config.h src/config_tbl.h \
 	src/heritage.h \
 	src/htab.c src/htab.h \

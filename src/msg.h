@@ -58,6 +58,7 @@ struct msg_str {
 #define MSG_F_REVERSE    0x40u   /* HISTORY: newest first */
 #define MSG_F_STATS      0x80u   /* PRESENCE: counts only */
 #define MSG_F_CACHE      0x100u  /* SUBSCRIBE: cache recovery mode */
+#define MSG_F_BINARY     0x200u  /* PUBLISH, PUB: data is not valid JSON */
 struct msg {
 	enum msg_type type;
 	uint64_t req_id;          /* PUBLISH, PUBLISH_RESULT */
