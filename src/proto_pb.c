@@ -18,9 +18,10 @@
  * every string and bytes field into allocated memory (spans must point into
  * the frame), turns strings into C strings (a string holding U+0000 would
  * be cut), and does not check UTF-8.  Known message fields the server does
- * not use (tf, headers, dict, track) are still validated, so a frame is
- * accepted exactly when the generated unpack plus a UTF-8 check would accept
- * it; unknown fields are skipped without looking inside.
+ * not use (tf, headers, dict, track) are still validated, so what a full
+ * proto3 decoder rejects (broken wire data, wrong wire type for a known
+ * field, invalid UTF-8 in a string) is rejected wherever it sits; unknown
+ * fields, deprecated groups included, are skipped without looking inside.
  */
 #include <stdbool.h>
 #include <stddef.h>
