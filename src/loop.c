@@ -34,8 +34,16 @@
  * reassembled here (size-limited as they grow).  tx_packet_size is set to the
  * largest frame we assemble so a batched frame leaves in one send() instead of
  * being cut in 4 KiB pieces and copied to lws's buflist.
- * Measured (Debian 12, this file, idle WebSockets opened by node `ws`):
- * see LOOP_MEM_NOTE below.
+ * Measured (Debian 12, lws 4.1.6, libuv 1.44, -O2, handler keeping no
+ * per-connection state, each client sent and got back one small message,
+ * growth of VmRSS / N): 10,000 idle WebSockets 1708 B each, 5,000: 1730 B
+ * (struct lws ~840 B + uv_poll_t + lws per-session struct conn + malloc
+ * overhead).  Kernel socket memory is extra.
+ *
+ * Known limits: HTTP/1.1 pipelined requests that arrive in the same segment
+ * as a previous one are not answered (only sequential keep-alive works);
+ * an unknown WebSocket subprotocol is refused by lws; the query string is
+ * what lws gives (arguments URL-decoded, re-joined with '&').
  */
 #include <ctype.h>
 #include <errno.h>
