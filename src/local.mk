@@ -32,6 +32,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/proto.c src/proto.h \
 	src/proto_pb.c src/proto_pb.h \
 	src/ring.c src/ring.h \
+	src/sdnotify.c src/sdnotify.h \
 	src/shm.c src/shm.h \
 	src/supervisor.c src/supervisor.h \
 	src/vmb.h \
