@@ -21,6 +21,8 @@
 static const char *const ipc_type_names[] = {
 	[IPC_NONE] = "none",
 	[IPC_READY] = "ready",
+	[IPC_RELOAD] = "reload",
+	[IPC_RELOAD_DONE] = "reload-done",
 };
 
 const char *
@@ -124,6 +126,23 @@ ipc_child_ready(void)
 static struct event *ipc_watch_ev;
 static void (*ipc_watch_on_eof)(void *arg);
 static void *ipc_watch_arg;
+/* Routes set by ipc_child_handle(), indexed by type. */
+static struct {
+	ipc_handler_fn fn;
+	void *arg;
+} ipc_routes[IPC_TYPE_COUNT];
+
+int
+ipc_child_handle(uint32_t type, ipc_handler_fn fn, void *arg)
+{
+	if (type == IPC_NONE || type >= IPC_TYPE_COUNT) {
+		errno = EINVAL;
+		return -1;
+	}
+	ipc_routes[type].fn = fn;
+	ipc_routes[type].arg = arg;
+	return 0;
+}
 
 static void
 ipc_child_on_read(evutil_socket_t fd, short what, void *arg)
@@ -135,6 +154,12 @@ ipc_child_on_read(evutil_socket_t fd, short what, void *arg)
 	/* The child's end is blocking: read the one message poll promised. */
 	rc = ipc_recv(fd, &msg);
 	if (rc == 1) {
+		if (msg.hdr.type > IPC_NONE && msg.hdr.type < IPC_TYPE_COUNT &&
+		    ipc_routes[msg.hdr.type].fn != NULL) {
+			ipc_routes[msg.hdr.type].fn(&msg,
+			    ipc_routes[msg.hdr.type].arg);
+			return;
+		}
 		log_debug("ignoring ipc message %s from the supervisor",
 		    ipc_type_name(msg.hdr.type));
 		return;

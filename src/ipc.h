@@ -25,6 +25,8 @@ struct event_base;
 enum ipc_type {
 	IPC_NONE = 0,
 	IPC_READY,      /* child -> supervisor: initialised, serving; no payload */
+	IPC_RELOAD,     /* supervisor -> child: struct ipc_reload + config path */
+	IPC_RELOAD_DONE, /* child -> supervisor: struct ipc_reload_done + errors */
 	IPC_TYPE_COUNT
 };
 
@@ -41,6 +43,25 @@ struct ipc_hdr {
 struct ipc_msg {
 	struct ipc_hdr hdr;
 	char payload[IPC_PAYLOAD_MAX];
+};
+
+/*
+ * IPC_RELOAD payload: this header, then the configuration file path
+ * (len - sizeof(struct ipc_reload) bytes, no NUL; empty = no file, defaults
+ * and environment only).  The child loads and applies the file and answers
+ * with IPC_RELOAD_DONE carrying the same seq.
+ */
+struct ipc_reload {
+	uint32_t seq;
+};
+
+/*
+ * IPC_RELOAD_DONE payload: this header, then (status -1 only) the errors,
+ * one per line, no NUL.
+ */
+struct ipc_reload_done {
+	uint32_t seq;
+	int32_t status;         /* 0 applied, -1 nothing changed */
 };
 
 /*
@@ -92,5 +113,18 @@ int ipc_child_watch_cb(struct event_base *base, void (*on_eof)(void *arg),
 
 /* Removes and frees the watch event; safe to call when none is set. */
 void ipc_child_unwatch(void);
+
+/*
+ * Child side.  Called for each message of `type` the supervisor sends once
+ * ipc_child_watch() runs; msg lives only during the call.
+ */
+typedef void (*ipc_handler_fn)(const struct ipc_msg *msg, void *arg);
+
+/*
+ * Child side.  Routes messages of `type` (IPC_NONE < type < IPC_TYPE_COUNT)
+ * to fn(msg, arg); fn NULL drops the route.  Without a route a message is
+ * ignored (logged at debug level).  Returns 0, or -1/EINVAL for a bad type.
+ */
+int ipc_child_handle(uint32_t type, ipc_handler_fn fn, void *arg);
 
 #endif

@@ -1,0 +1,51 @@
+/*
+ * reload.h - configuration reload without dropping connections (spec
+ * config.md 1.5, DESIGN.md "Failure model").
+ *
+ * The supervisor loads and validates the new file with reload_load(); an
+ * invalid file changes nothing.  It then sends IPC_RELOAD (with the path) to
+ * every child; each worker loads the file itself (reload_worker_init()
+ * routes the message) and swaps its configuration with reload_apply(), so
+ * new operations see new channel, namespace, token and log settings while
+ * every connection stays open.  Restart-only options keep their running
+ * values in every process and are reported back to the operator.
+ */
+#ifndef CENTRIFUGO_RELOAD_H
+#define CENTRIFUGO_RELOAD_H
+
+struct buf;
+struct config;
+
+/*
+ * Loads and validates `path` (NULL: defaults and environment only) as a
+ * replacement for the running `cur`: config_load() plus a trial build of
+ * the token verifiers.  On success returns a new config (caller owns it,
+ * config_free) in which every restart-only option still has cur's value,
+ * except log.level and log.json which a reload applies; the paths of the
+ * restart-only options whose value in the file differs are appended to
+ * `restart` (space-separated; may be NULL).  On failure returns NULL with
+ * every error appended to `errors`, one per line ("FILE:LINE: message").
+ * Any process may call it.
+ */
+struct config *reload_load(const char *path, const struct config *cur,
+    struct buf *errors, struct buf *restart);
+
+/*
+ * Worker: makes `newcfg` the configuration of this process: heritage.cfg,
+ * the client sessions' (token verifiers, channel options) and the server
+ * API's, and the log level.  Live connections and subscriptions are kept.
+ * Takes newcfg over; the previous configuration is never freed, since
+ * requests in flight may still point into it (chan_opts): one config per
+ * reload is leaked, on purpose.  Returns 0, or -1 with a reason in err when
+ * the sessions could not take it (nothing changed then).
+ */
+int reload_apply(struct config *newcfg, struct buf *err);
+
+/*
+ * Worker: routes IPC_RELOAD messages to reload_load() + reload_apply() and
+ * answers the supervisor with IPC_RELOAD_DONE.  Call once after
+ * ipc_child_watch().
+ */
+void reload_worker_init(void);
+
+#endif
