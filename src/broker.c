@@ -723,6 +723,12 @@ broker_main(void)
 		log_fatal("broker event setup failed");
 	ipc_child_watch(broker.base, broker_parent_gone, NULL);
 
+	{
+		/* Streams start over with new epochs: positioned subscribers
+		 * must hear it even if no publication comes (§4.6). */
+		struct msg start = { .type = MSG_BROKER_START, .generation = heritage.generation };
+		broker_fanout(&start);
+	}
 	broker_drain();
 	ipc_child_ready();
 	log_info("ready, serving %u workers", heritage.nworkers);

@@ -366,6 +366,24 @@ client_fanout_overrun(void)
 			client_disconnect(c, PROTO_DISCONNECT_INSUFFICIENT_STATE);
 }
 
+void
+client_positions_lost(void)
+{
+	for (struct client *c = g.all; c; c = c->next) {
+		if (c->state != CLIENT_CONNECTED)
+			continue;
+		/* client_sub_lost() removes from c->subs: walk backwards. */
+		for (uint32_t i = c->nsubs; i-- > 0;) {
+			if (i >= c->nsubs)
+				continue;
+			if (c->subs[i]->hs.positioned && c->subs[i]->hs.state == HUB_SUB_ACTIVE)
+				client_sub_lost(&c->subs[i]->hs, HUB_LOST_POSITION);
+			if (c->state != CLIENT_CONNECTED)
+				break;
+		}
+	}
+}
+
 /* Queues the message in g.out on the session; 0 or -1 (slow: closed). */
 static int
 client_send_out(struct client *c)

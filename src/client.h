@@ -29,6 +29,8 @@ void client_on_closed(struct client *c);
 void client_close_all(uint16_t code, const char *reason);
 /* The worker lost fan-out records: sessions may have missed publications. */
 void client_fanout_overrun(void);
+/* The broker restarted: every stream position held by a session is void. */
+void client_positions_lost(void);
 struct conn *client_conn(const struct client *c);
 /* The hub dropped a subscription (hub_lost_fn). */
 void client_sub_lost(struct hub_sub *s, enum hub_lost_reason why);

@@ -26,6 +26,7 @@ static const char *const msg_type_names[MSG_TYPE_MAX] = {
 	[MSG_HISTORY_RESULT] = "history_result",
 	[MSG_PRESENCE] = "presence",
 	[MSG_PRESENCE_RESULT] = "presence_result",
+	[MSG_BROKER_START] = "broker_start",
 };
 
 const char *

@@ -38,6 +38,7 @@ enum msg_type {
 	MSG_HISTORY_RESULT,
 	MSG_PRESENCE,         /* presence (or, with MSG_F_STATS, its counts) */
 	MSG_PRESENCE_RESULT,
+	MSG_BROKER_START,     /* fan-out: a (new) broker started; memory streams are new */
 	MSG_TYPE_MAX
 };
 
