@@ -48,6 +48,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "proctitle.h"
+#include "sdnotify.h"
 #include "shm.h"
 #include "supervisor.h"
 #include "worker.h"
@@ -126,6 +127,7 @@ static struct {
 	struct shm *shm;
 	const char *pid_file;       /* set once written */
 	pid_t pid;
+	int notified_ready;         /* systemd got READY=1 */
 } sup;
 
 static struct sup_child *
@@ -430,6 +432,24 @@ sup_schedule_respawn(struct sup_child *c)
 	evtimer_add(c->respawn_ev, &tv);
 }
 
+/* systemd (Type=notify): READY=1 once the broker and every worker are. */
+static void
+sup_notify_ready(void)
+{
+	if (sup.notified_ready || sup.phase != SUP_RUNNING)
+		return;
+	for (unsigned i = 0; i <= sup.nworkers; i++) {
+		if (sup.children[i].state != SUP_CHILD_READY)
+			return;
+	}
+	sup.notified_ready = 1;
+	if (sdnotify_printf("READY=1\nMAINPID=%ld\n"
+	    "STATUS=serving with %u worker%s", (long)sup.pid, sup.nworkers,
+	    sup.nworkers == 1 ? "" : "s") == -1)
+		log_warn("sd_notify READY=1 to $NOTIFY_SOCKET failed: %s",
+		    strerror(errno));
+}
+
 static void
 sup_on_ipc(evutil_socket_t fd, short what, void *arg)
 {
@@ -460,6 +480,7 @@ sup_on_ipc(evutil_socket_t fd, short what, void *arg)
 				c->state = SUP_CHILD_READY;
 				log_info("%s (pid %ld) is ready", c->name,
 				    (long)c->pid);
+				sup_notify_ready();
 			}
 			break;
 		default:
@@ -567,6 +588,7 @@ sup_stop(const char *why)
 		return;
 	}
 	log_info("%s: stopping", why);
+	(void)sdnotify_send("STOPPING=1");
 	sup.phase = SUP_STOP_WORKERS;
 	for (unsigned i = 0; i <= sup.nworkers; i++)
 		evtimer_del(sup.children[i].respawn_ev);
@@ -709,7 +731,11 @@ sup_on_signal(evutil_socket_t sig, short what, void *arg)
 		sup_stop(sup_signame((int)sig, name, sizeof(name)));
 		break;
 	case SIGHUP:
+		if (sup.notified_ready)
+			(void)sdnotify_reloading();
 		sup_check_reload();
+		if (sup.notified_ready)
+			(void)sdnotify_send("READY=1");
 		break;
 	case SIGUSR1:
 		log_info("SIGUSR1: reopen logs: logging goes to stderr, nothing to reopen");
