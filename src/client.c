@@ -98,6 +98,33 @@ struct client {
 	size_t info_len;
 	struct client_sub **subs;
 	uint32_t nsubs, capsubs;
+	struct client_connect *cw;     /* connect waiting for server-side positions */
+};
+
+/* A server-side subscription being placed while its connect waits. */
+struct client_ss {
+	struct client_sub *s;
+	int recover, recoverable, positioned;
+	uint64_t offset;               /* the client's position (recover) */
+	char *data;                    /* `data` of the token's subs entry, raw */
+	size_t data_len;
+	struct buf rec;                /* the broker's SUB_RESULT record */
+	int done;
+};
+
+/*
+ * A connect whose server-side subscriptions need stream positions from the
+ * broker.  The reply goes out when the last one is back; frames that
+ * arrive meanwhile wait in backlog (each as a 4-byte length and the bytes)
+ * so commands keep their order.
+ */
+struct client_connect {
+	uint32_t id;
+	unsigned pending;
+	struct proto_connect_result res;
+	struct client_ss *ss;
+	size_t nss;
+	struct buf backlog;
 };
 
 struct client_globals {
@@ -116,6 +143,8 @@ static struct client_globals g;
 
 static void client_schedule(struct client *c);
 static void client_disconnect(struct client *c, uint32_t code);
+static void client_connect_free(struct client *c);
+static int client_process(struct client *c, const char *data, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Set-up                                                              */
@@ -288,6 +317,7 @@ client_unref(struct client *c)
 	ASSERT(c->magic == CLIENT_MAGIC && c->refs > 0);
 	if (--c->refs)
 		return;
+	client_connect_free(c);
 	free(c->subs);
 	free(c->user);
 	free(c->info);
@@ -489,6 +519,9 @@ client_expire_deadline(int64_t exp)
 	    (uint64_t)(g.cfg->client_expired_close_delay > 0 ? g.cfg->client_expired_close_delay : 0);
 }
 
+static void client_server_subs(struct client *c, const struct proto_cmd *cmd,
+    const struct auth_conn_claims *claims, struct proto_connect_result *res);
+
 static void
 client_handle_connect(struct client *c, const struct proto_cmd *cmd)
 {
@@ -539,7 +572,6 @@ client_handle_connect(struct client *c, const struct proto_cmd *cmd)
 			c->info_len = claims.info_len;
 			claims.info = NULL;
 		}
-		auth_conn_claims_free(&claims);
 	} else if (cfg->client_allow_anonymous_connect_without_token || cfg->client_insecure) {
 		c->user = xstrdup("");
 	} else {
@@ -548,7 +580,6 @@ client_handle_connect(struct client *c, const struct proto_cmd *cmd)
 	}
 
 	client_new_id(c->id);
-	c->state = CLIENT_CONNECTED;
 	c->stale_at = 0;
 	c->exp = exp;
 
@@ -558,25 +589,18 @@ client_handle_connect(struct client *c, const struct proto_cmd *cmd)
 	if (exp) {
 		res.expires = 1;
 		res.ttl = (uint32_t)(exp - client_unix_now());
-		c->expire_at = client_expire_deadline(exp);
 	}
 	if (cfg->client_ping_interval > 0) {
-		uint64_t iv = (uint64_t)cfg->client_ping_interval;
-		res.ping = (uint32_t)(iv / 1000);
+		res.ping = (uint32_t)(cfg->client_ping_interval / 1000);
 		res.pong = cfg->client_pong_timeout > 0;
-		/* First ping between interval/2 and interval: spreads storms. */
-		c->ping_at = wheel_now_ms() + iv / 2 + client_rand_below(iv / 2 + 1);
 	}
 	if (cfg->client_connect_include_server_time) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		res.time = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	}
-	buf_reset(&g.out);
-	codecs[c->fmt].connect_result(&g.out, cmd->id, &res);
-	if (client_send_out(c) != 0)
-		return;
-	client_schedule(c);
+	client_server_subs(c, cmd, &claims, &res);
+	auth_conn_claims_free(&claims);
 }
 
 static void
@@ -872,6 +896,300 @@ client_pubs_of(const struct msg *m)
 	return client_decode_pubs(m, client_pubs, client_pub_tags, m->nitems);
 }
 
+/* ------------------------------------------------------------------ */
+/* Server-side subscriptions (§4.12)                                   */
+
+/* Sends the connect reply, starts the session's deadlines and runs what
+ * waited behind the connect. */
+static void
+client_connect_finish(struct client *c, uint32_t id, struct proto_connect_result *res)
+{
+	const struct config *cfg = g.cfg;
+
+	c->state = CLIENT_CONNECTED;
+	buf_reset(&g.out);
+	codecs[c->fmt].connect_result(&g.out, id, res);
+	if (client_send_out(c) != 0)
+		return;
+	if (c->exp)
+		c->expire_at = client_expire_deadline(c->exp);
+	if (cfg->client_ping_interval > 0) {
+		uint64_t iv = (uint64_t)cfg->client_ping_interval;
+		/* First ping between interval/2 and interval: spreads storms. */
+		c->ping_at = wheel_now_ms() + iv / 2 + client_rand_below(iv / 2 + 1);
+	}
+	client_schedule(c);
+}
+
+static void
+client_connect_free(struct client *c)
+{
+	struct client_connect *cw = c->cw;
+
+	if (cw == NULL)
+		return;
+	for (size_t i = 0; i < cw->nss; i++) {
+		free(cw->ss[i].data);
+		buf_free(&cw->ss[i].rec);
+	}
+	free(cw->ss);
+	buf_free(&cw->backlog);
+	free(cw);
+	c->cw = NULL;
+}
+
+/* Every server-side position is back: answer the connect. */
+static void
+client_connect_complete(struct client *c)
+{
+	struct client_connect *cw = c->cw;
+	struct proto_sub_entry *entries = xcalloc(cw->nss ? cw->nss : 1, sizeof(*entries));
+	struct msg *results = xcalloc(cw->nss ? cw->nss : 1, sizeof(*results));
+	struct proto_publication **pubs = xcalloc(cw->nss ? cw->nss : 1, sizeof(*pubs));
+	struct proto_tag (**tags)[MSG_MAX_TAGS] = xcalloc(cw->nss ? cw->nss : 1, sizeof(*tags));
+	struct buf backlog = cw->backlog;
+	size_t n = 0;
+
+	for (size_t i = 0; i < cw->nss; i++) {
+		struct client_ss *ss = &cw->ss[i];
+		struct proto_subscribe_result *r = &entries[n].result;
+		size_t len;
+		const char *ch = hub_sub_channel(&ss->s->hs, &len);
+
+		entries[n].channel = (struct proto_span){ ch, len };
+		r->data = (struct proto_span){ ss->data, ss->data_len };
+		r->was_recovering = ss->recover;
+		if (ss->positioned && ss->rec.len &&
+		    msg_decode(ss->rec.data, ss->rec.len, &results[i]) == 0) {
+			const struct msg *m = &results[i];
+			r->positioned = 1;
+			r->recoverable = ss->recoverable;
+			r->epoch = (struct proto_span){ m->epoch.p, m->epoch.len };
+			r->offset = m->offset;
+			ss->s->hs.offset = m->offset;
+			if (m->epoch.len <= HUB_EPOCH_MAX) {
+				memcpy(ss->s->hs.epoch, m->epoch.p, m->epoch.len);
+				ss->s->hs.epoch[m->epoch.len] = '\0';
+			}
+			if (ss->recover && (m->flags & MSG_F_RECOVERED)) {
+				r->recovered = 1;
+				r->offset = ss->offset;
+				pubs[i] = xcalloc(m->nitems ? m->nitems : 1, sizeof(*pubs[i]));
+				tags[i] = xcalloc(m->nitems ? m->nitems : 1, sizeof(*tags[i]));
+				r->publications = pubs[i];
+				r->npublications = client_decode_pubs(m, pubs[i], tags[i], m->nitems);
+			}
+		}
+		ss->s->hs.state = HUB_SUB_ACTIVE;
+		n++;
+	}
+	cw->res.subs = entries;
+	cw->res.nsubs = n;
+	memset(&cw->backlog, 0, sizeof(cw->backlog));
+	client_connect_finish(c, cw->id, &cw->res);
+	for (size_t i = 0; i < cw->nss; i++) {
+		free(pubs[i]);
+		free(tags[i]);
+	}
+	free(pubs);
+	free(tags);
+	free(results);
+	free(entries);
+	client_connect_free(c);
+	/* Frames that arrived meanwhile, in order. */
+	for (size_t off = 0; off + 4 <= backlog.len && c->state == CLIENT_CONNECTED;) {
+		uint32_t len;
+		memcpy(&len, backlog.data + off, 4);
+		if (client_process(c, backlog.data + off + 4, len) != 0)
+			break;
+		off += 4 + len;
+	}
+	buf_free(&backlog);
+}
+
+struct client_ss_req {
+	struct client *c;
+	size_t idx;
+};
+
+static void
+client_server_sub_done(void *arg, const struct msg *m)
+{
+	struct client_ss_req *r = arg;
+	struct client *c = r->c;
+
+	if (c->cw && r->idx < c->cw->nss && c->state == CLIENT_CONNECTING) {
+		struct client_ss *ss = &c->cw->ss[r->idx];
+		if (m == NULL) {
+			client_disconnect(c, PROTO_DISCONNECT_SERVER_ERROR);
+		} else {
+			/* Kept (re-encoded) until the reply is built: the decoded
+			 * strings live only during this call. */
+			struct msg copy = *m;
+			struct msg_str *items = xcalloc(m->nitems ? m->nitems : 1, sizeof(*items));
+			size_t pos = 0;
+			for (uint32_t i = 0; i < m->nitems; i++)
+				msg_item_next(m, &pos, &items[i]);
+			copy.items = items;
+			buf_reset(&ss->rec);
+			msg_encode(&copy, &ss->rec);
+			free(items);
+			ss->done = 1;
+			if (--c->cw->pending == 0)
+				client_connect_complete(c);
+		}
+	}
+	client_unref(c);
+	free(r);
+}
+
+/* Adds a subscription of c to channel (linked in the hub; pending when it
+ * waits for a stream position). */
+static struct client_sub *
+client_sub_add(struct client *c, const char *ch, size_t len, char *chan_info, size_t chan_info_len,
+    int presence, int join_leave, int push_jl, int positioned)
+{
+	struct client_sub *s = xcalloc(1, sizeof(*s));
+
+	s->hs.client = c;
+	s->chan_info = chan_info;
+	s->chan_info_len = chan_info_len;
+	s->presence = presence != 0;
+	s->join_leave = join_leave != 0;
+	s->hs.push_join_leave = push_jl != 0;
+	s->hs.positioned = positioned != 0;
+	s->hs.fmt = c->fmt;
+	s->hs.state = positioned ? HUB_SUB_PENDING : HUB_SUB_ACTIVE;
+	if (c->nsubs == c->capsubs) {
+		c->capsubs = c->capsubs ? c->capsubs * 2 : 4;
+		c->subs = xrealloc(c->subs, c->capsubs * sizeof(*c->subs));
+	}
+	c->subs[c->nsubs++] = s;
+	hub_add(worker_hub(), ch, len, &s->hs);
+	return s;
+}
+
+/* Tells the broker about a new subscription: presence, join, and (with
+ * fn) the stream position, answered to fn(arg). */
+static void
+client_sub_announce(struct client *c, struct client_sub *s, const struct chan_opts *o,
+    uint32_t flags, uint64_t offset, struct proto_span epoch, worker_reply_fn fn, void *arg)
+{
+	struct msg m;
+	size_t len;
+	const char *ch = hub_sub_channel(&s->hs, &len);
+
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_SUBSCRIBE;
+	m.channel = (struct msg_str){ ch, (uint32_t)len };
+	client_msg_info(&m, c, s);
+	m.flags = flags | (s->presence ? MSG_F_PRESENCE : 0) | (s->join_leave ? MSG_F_JOIN_LEAVE : 0);
+	m.history_size = o->history_size;
+	m.history_ttl_ms = o->history_ttl;
+	m.history_meta_ttl_ms = o->history_meta_ttl;
+	m.offset = offset;
+	m.epoch = (struct msg_str){ epoch.p, (uint32_t)epoch.len };
+	m.limit = (int32_t)g.cfg->client_recovery_max_publication_limit;
+	if (fn)
+		worker_request(&m, fn, arg);
+	else if (m.flags & (MSG_F_PRESENCE | MSG_F_JOIN_LEAVE))
+		worker_send(&m);
+}
+
+/*
+ * Creates the server-side subscriptions of a connect (token `subs` or
+ * `channels`, personal channel) and answers the connect, now or once the
+ * broker placed the positioned ones.
+ */
+static void
+client_server_subs(struct client *c, const struct proto_cmd *cmd,
+    const struct auth_conn_claims *claims, struct proto_connect_result *res)
+{
+	const struct config *cfg = g.cfg;
+	size_t n = claims->n_subs ? claims->n_subs : claims->n_channels, total;
+	char *personal = NULL;
+	struct client_connect *cw;
+
+	if (cfg->client_subscribe_to_user_personal_channel_enabled && !client_is_anonymous(c)) {
+		struct buf b = BUF_INIT;
+		const char *ns = cfg->client_subscribe_to_user_personal_channel_personal_channel_namespace;
+		if (ns[0])
+			buf_printf(&b, "%s%s", ns, cfg->channel_namespace_boundary);
+		buf_printf(&b, "%s%s", cfg->channel_user_boundary, c->user);
+		personal = buf_steal(&b, NULL);
+	}
+	total = n + (personal != NULL);
+	if (total == 0) {
+		client_connect_finish(c, cmd->id, res);
+		return;
+	}
+	if (total > (size_t)cfg->client_channel_limit) {
+		free(personal);
+		client_disconnect(c, PROTO_DISCONNECT_CHANNEL_LIMIT);
+		return;
+	}
+	cw = xcalloc(1, sizeof(*cw));
+	cw->id = cmd->id;
+	cw->res = *res;
+	cw->ss = xcalloc(total, sizeof(*cw->ss));
+	c->cw = cw;
+	for (size_t i = 0; i < total; i++) {
+		const struct auth_sub_claim *sc = claims->n_subs && i < n ? &claims->subs[i] : NULL;
+		const char *ch = i == n ? personal : sc ? sc->channel : claims->channels[i];
+		size_t len = strlen(ch);
+		const struct proto_connect_sub *want =
+		    proto_connect_sub_find(&cmd->connect, (struct proto_span){ ch, len });
+		struct client_ss *ss = &cw->ss[cw->nss];
+		const struct chan_opts *o;
+		int unknown = 0, presence, join_leave, push_jl, recover;
+
+		if (client_find_sub(c, (struct proto_span){ ch, len }, NULL))
+			continue;       /* listed twice */
+		o = config_chan_opts(cfg, ch, len, &unknown);
+		if (o == NULL) {
+			free(personal);
+			client_unsubscribe_all(c);
+			client_connect_free(c);
+			c->connect_failed = 1;
+			client_reply_error(c, cmd->id, PROTO_ERR_UNKNOWN_CHANNEL);
+			return;
+		}
+		presence = client_override(sc ? sc->presence : -1, o->presence);
+		join_leave = client_override(sc ? sc->join_leave : -1, o->join_leave);
+		push_jl = client_override(sc ? sc->force_push_join_leave : -1, o->force_push_join_leave);
+		recover = client_has_history(o) &&
+		    client_override(sc ? sc->force_recovery : -1, o->force_recovery);
+		ss->recoverable = recover;
+		ss->positioned = client_has_history(o) && (recover ||
+		    client_override(sc ? sc->force_positioning : -1, o->force_positioning));
+		ss->recover = recover && want && want->req.recover;
+		ss->offset = want ? want->req.offset : 0;
+		if (sc && sc->data) {
+			ss->data = xmemdup(sc->data, sc->data_len);
+			ss->data_len = sc->data_len;
+		}
+		ss->s = client_sub_add(c, ch, len,
+		    sc && sc->info ? xmemdup(sc->info, sc->info_len) : NULL, sc ? sc->info_len : 0,
+		    presence, join_leave, push_jl, ss->positioned);
+		ss->s->server_side = 1;
+		cw->nss++;
+		if (ss->positioned) {
+			struct client_ss_req *r = xmalloc(sizeof(*r));
+			r->c = c;
+			r->idx = cw->nss - 1;
+			c->refs++;
+			cw->pending++;
+			client_sub_announce(c, ss->s, o, MSG_F_POSITION | (ss->recover ? MSG_F_RECOVER : 0),
+			    ss->offset, want ? want->req.epoch : PROTO_SPAN_NULL, client_server_sub_done, r);
+		} else {
+			client_sub_announce(c, ss->s, o, 0, 0, PROTO_SPAN_NULL, NULL, NULL);
+		}
+	}
+	free(personal);
+	if (cw->pending == 0)
+		client_connect_complete(c);
+}
+
 /* The broker placed a positioned subscription in its stream. */
 static void
 client_subscribe_done(void *arg, const struct msg *res)
@@ -1026,53 +1344,24 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	    client_override(claims.force_positioning, o->force_positioning) ||
 	    (req->positioned && (o->allow_positioning || client_history_allowed(c, o, 1))));
 
-	s = xcalloc(1, sizeof(*s));
-	s->hs.client = c;
-	s->chan_info = claims.info;
-	s->chan_info_len = claims.info_len;
-	claims.info = NULL;
-	s->presence = presence != 0;
-	s->join_leave = join_leave != 0;
-	s->hs.push_join_leave = push_jl != 0;
-	s->hs.positioned = positioned != 0;
-	s->hs.fmt = c->fmt;
-	s->hs.state = positioned ? HUB_SUB_PENDING : HUB_SUB_ACTIVE;
-	if (c->nsubs == c->capsubs) {
-		c->capsubs = c->capsubs ? c->capsubs * 2 : 4;
-		c->subs = xrealloc(c->subs, c->capsubs * sizeof(*c->subs));
-	}
-
 	if (positioned) {
 		/* The broker answers through the fan-out ring, in order with the
 		 * publications: the reply is sent from client_subscribe_done(). */
 		struct client_req *r = client_req_new(c, cmd->id, PROTO_CMD_SUBSCRIBE);
-		struct msg m;
-		memset(&m, 0, sizeof(m));
 		r->channel = xstrndup(req->channel.p, req->channel.len);
 		r->channel_len = req->channel.len;
 		r->recover = req->recover && recover;
 		r->recoverable = recover;
 		r->reject_unrecoverable = (req->flag & 2) != 0;
 		r->offset = req->offset;
-		if (claims.data) {
-			r->data = claims.data;
-			r->data_len = claims.data_len;
-			claims.data = NULL;
-		}
-		c->subs[c->nsubs++] = s;
-		hub_add(worker_hub(), req->channel.p, req->channel.len, &s->hs);
-		m.type = MSG_SUBSCRIBE;
-		m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
-		client_msg_info(&m, c, s);
-		m.flags = MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0) |
-		    (presence ? MSG_F_PRESENCE : 0) | (join_leave ? MSG_F_JOIN_LEAVE : 0);
-		m.history_size = o->history_size;
-		m.history_ttl_ms = o->history_ttl;
-		m.history_meta_ttl_ms = o->history_meta_ttl;
-		m.offset = req->offset;
-		m.epoch = (struct msg_str){ req->epoch.p, (uint32_t)req->epoch.len };
-		m.limit = (int32_t)cfg->client_recovery_max_publication_limit;
-		worker_request(&m, client_subscribe_done, r);
+		r->data = claims.data;
+		r->data_len = claims.data_len;
+		claims.data = NULL;
+		s = client_sub_add(c, req->channel.p, req->channel.len, claims.info, claims.info_len,
+		    presence, join_leave, push_jl, 1);
+		claims.info = NULL;
+		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0),
+		    req->offset, req->epoch, client_subscribe_done, r);
 		auth_sub_claims_free(&claims);
 		return;
 	}
@@ -1082,24 +1371,14 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	res.data = (struct proto_span){ claims.data, claims.data_len };
 	buf_reset(&g.out);
 	codecs[c->fmt].subscribe_result(&g.out, cmd->id, &res);
+	if (client_send_out(c) == 0) {
+		/* Linked after the reply is queued: no push can overtake it. */
+		s = client_sub_add(c, req->channel.p, req->channel.len, claims.info, claims.info_len,
+		    presence, join_leave, push_jl, 0);
+		claims.info = NULL;
+		client_sub_announce(c, s, o, 0, 0, PROTO_SPAN_NULL, NULL, NULL);
+	}
 	auth_sub_claims_free(&claims);
-	if (client_send_out(c) != 0) {
-		free(s->chan_info);
-		free(s);
-		return;
-	}
-	/* Linked after the reply is queued: no push can overtake it. */
-	c->subs[c->nsubs++] = s;
-	hub_add(worker_hub(), req->channel.p, req->channel.len, &s->hs);
-	if (presence || join_leave) {
-		struct msg m;
-		memset(&m, 0, sizeof(m));
-		m.type = MSG_SUBSCRIBE;
-		m.channel = (struct msg_str){ req->channel.p, (uint32_t)req->channel.len };
-		client_msg_info(&m, c, s);
-		m.flags = (presence ? MSG_F_PRESENCE : 0) | (join_leave ? MSG_F_JOIN_LEAVE : 0);
-		worker_send(&m);
-	}
 }
 
 void
@@ -1433,25 +1712,53 @@ client_dispatch(struct client *c, const struct proto_cmd *cmd)
 	return c->state >= CLIENT_CLOSING ? -1 : 0;
 }
 
-void
-client_on_message(struct client *c, const char *data, size_t len, int binary)
+/* Handles one frame; returns -1 once the session is closing or waits. */
+static int
+client_process(struct client *c, const char *data, size_t len)
 {
 	struct proto_cmd cmd;
 	int rc;
 
-	ASSERT(c->magic == CLIENT_MAGIC);
-	if (c->state >= CLIENT_CLOSING)
-		return;
 	/* The opcode is not looked at: a binary message on a JSON connection
 	 * is decoded as JSON like a text one (protocol.md §1.2). */
 	proto_reader_reset(&g.reader, data, len);
 	while ((rc = codecs[c->fmt].next(&g.reader, &cmd)) == 1) {
 		if (client_dispatch(c, &cmd) != 0)
-			return;
+			return -1;
+		if (c->cw) {
+			/* The connect waits for the broker: keep the rest of the
+			 * frame for later, in order. */
+			size_t pos = g.reader.pos;
+			if (c->fmt == CODEC_JSON && pos < len && data[pos] == '\n')
+				pos++;
+			if (pos < len) {
+				uint32_t rest = (uint32_t)(len - pos);
+				buf_append(&c->cw->backlog, &rest, 4);
+				buf_append(&c->cw->backlog, data + pos, rest);
+			}
+			return -1;
+		}
 	}
 	if (rc < 0) {
 		log_debug("client %s sent a malformed frame: %s at byte %zu", c->id,
 		    g.reader.err ? g.reader.err : "?", g.reader.err_off);
 		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return -1;
 	}
+	return 0;
+}
+
+void
+client_on_message(struct client *c, const char *data, size_t len, int binary)
+{
+	ASSERT(c->magic == CLIENT_MAGIC);
+	if (c->state >= CLIENT_CLOSING)
+		return;
+	if (c->cw) {
+		uint32_t n = (uint32_t)len;
+		buf_append(&c->cw->backlog, &n, 4);
+		buf_append(&c->cw->backlog, data, len);
+		return;
+	}
+	client_process(c, data, len);
 }
