@@ -61,6 +61,7 @@ struct client_sub {
 	unsigned presence:1;       /* has a presence entry in the broker */
 	unsigned join_leave:1;     /* its join/leave are emitted */
 	unsigned server_side:1;    /* from the connection token or personal channel */
+	uint64_t expire_at;        /* monotonic ms: token expiry + grace, 0 = never */
 };
 
 /* A command waiting for the broker. */
@@ -75,6 +76,7 @@ struct client_req {
 	uint64_t offset;
 	char *data;                /* subscription token data, raw */
 	size_t data_len;
+	int64_t exp;               /* subscription token expiry, 0 = none */
 };
 
 struct client {
@@ -91,6 +93,7 @@ struct client {
 	uint64_t ping_at;
 	uint64_t pong_at;
 	uint64_t expire_at;
+	uint64_t sub_expire_at;        /* earliest expire_at of the subscriptions */
 	int64_t exp;                   /* Unix s the credentials expire, 0 never */
 	char id[CLIENT_ID_LEN + 1];
 	char *user;
@@ -144,6 +147,8 @@ static struct client_globals g;
 static void client_schedule(struct client *c);
 static void client_disconnect(struct client *c, uint32_t code);
 static void client_connect_free(struct client *c);
+static void client_subs_expire(struct client *c, uint64_t now);
+static void client_subs_deadline(struct client *c);
 static int client_process(struct client *c, const char *data, size_t len);
 
 /* ------------------------------------------------------------------ */
@@ -453,9 +458,9 @@ static void
 client_schedule(struct client *c)
 {
 	uint64_t due = 0, now;
-	uint64_t cand[4] = { c->stale_at, c->ping_at, c->pong_at, c->expire_at };
+	uint64_t cand[5] = { c->stale_at, c->ping_at, c->pong_at, c->expire_at, c->sub_expire_at };
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		if (cand[i] && (due == 0 || cand[i] < due))
 			due = cand[i];
 	if (due == 0) {
@@ -482,6 +487,11 @@ client_timer_fire(struct wheel_node *n)
 	if (c->expire_at && now >= c->expire_at) {
 		client_disconnect(c, PROTO_DISCONNECT_EXPIRED);
 		return;
+	}
+	if (c->sub_expire_at && now >= c->sub_expire_at) {
+		client_subs_expire(c, now);
+		if (c->state >= CLIENT_CLOSING)
+			return;
 	}
 	if (c->pong_at && now >= c->pong_at) {
 		if (c->ping_outstanding) {
@@ -1225,6 +1235,12 @@ client_subscribe_done(void *arg, const struct msg *res)
 	out.was_recovering = r->recover;
 	out.recovered = recovered;
 	out.data = (struct proto_span){ r->data, r->data_len };
+	if (r->exp) {
+		out.expires = 1;
+		out.ttl = (uint32_t)(r->exp > client_unix_now() ? r->exp - client_unix_now() : 0);
+		client_subs_deadline(c);
+		client_schedule(c);
+	}
 	if (recovered) {
 		out.offset = r->offset;
 		out.npublications = client_pubs_of(res);
@@ -1244,6 +1260,30 @@ out:
 	client_req_free(r);
 }
 
+/* Recomputes the session's earliest subscription deadline. */
+static void
+client_subs_deadline(struct client *c)
+{
+	c->sub_expire_at = 0;
+	for (uint32_t i = 0; i < c->nsubs; i++) {
+		uint64_t t = c->subs[i]->expire_at;
+		if (t && (c->sub_expire_at == 0 || t < c->sub_expire_at))
+			c->sub_expire_at = t;
+	}
+}
+
+/* Deadline for a subscription token expiring at Unix time exp. */
+static uint64_t
+client_sub_deadline(int64_t exp)
+{
+	int64_t left = exp - client_unix_now();
+
+	if (left < 0)
+		left = 0;
+	return wheel_now_ms() + (uint64_t)left * 1000 +
+	    (uint64_t)(g.cfg->client_expired_sub_close_delay > 0 ? g.cfg->client_expired_sub_close_delay : 0);
+}
+
 static void
 client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 {
@@ -1254,6 +1294,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	struct auth_sub_claims claims;
 	struct client_sub *s;
 	int allowed = 0, presence, join_leave, push_jl, recover, positioned;
+	int64_t sub_exp = 0;
 
 	if (req->channel.len == 0) {
 		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
@@ -1307,14 +1348,13 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 			client_disconnect(c, PROTO_DISCONNECT_INVALID_TOKEN);
 			return;
 		}
-		{
-			int64_t exp = auth_expiry(claims.has_expire_at, claims.expire_at,
+		if (!cfg->client_insecure)
+			sub_exp = auth_expiry(claims.has_expire_at, claims.expire_at,
 			    claims.has_exp, claims.exp);
-			if (exp && exp <= client_unix_now()) {
-				auth_sub_claims_free(&claims);
-				client_reply_error(c, cmd->id, PROTO_ERR_EXPIRED);
-				return;
-			}
+		if (sub_exp && sub_exp <= client_unix_now()) {
+			auth_sub_claims_free(&claims);
+			client_reply_error(c, cmd->id, PROTO_ERR_EXPIRED);
+			return;
 		}
 		allowed = 1;
 	} else if (client_has_prefix(req->channel, cfg->channel_private_prefix)) {
@@ -1356,10 +1396,13 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		r->offset = req->offset;
 		r->data = claims.data;
 		r->data_len = claims.data_len;
+		r->exp = sub_exp;
 		claims.data = NULL;
 		s = client_sub_add(c, req->channel.p, req->channel.len, claims.info, claims.info_len,
 		    presence, join_leave, push_jl, 1);
 		claims.info = NULL;
+		if (sub_exp)
+			s->expire_at = client_sub_deadline(sub_exp);
 		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0),
 		    req->offset, req->epoch, client_subscribe_done, r);
 		auth_sub_claims_free(&claims);
@@ -1369,6 +1412,10 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	memset(&res, 0, sizeof(res));
 	res.was_recovering = req->recover;
 	res.data = (struct proto_span){ claims.data, claims.data_len };
+	if (sub_exp) {
+		res.expires = 1;
+		res.ttl = (uint32_t)(sub_exp - client_unix_now());
+	}
 	buf_reset(&g.out);
 	codecs[c->fmt].subscribe_result(&g.out, cmd->id, &res);
 	if (client_send_out(c) == 0) {
@@ -1376,9 +1423,111 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		s = client_sub_add(c, req->channel.p, req->channel.len, claims.info, claims.info_len,
 		    presence, join_leave, push_jl, 0);
 		claims.info = NULL;
+		if (sub_exp) {
+			s->expire_at = client_sub_deadline(sub_exp);
+			client_subs_deadline(c);
+			client_schedule(c);
+		}
 		client_sub_announce(c, s, o, 0, 0, PROTO_SPAN_NULL, NULL, NULL);
 	}
 	auth_sub_claims_free(&claims);
+}
+
+/* Subscriptions not refreshed in time: unsubscribe 2501 (client-side) or
+ * disconnect 3006 (server-side). */
+static void
+client_subs_expire(struct client *c, uint64_t now)
+{
+	for (uint32_t i = c->nsubs; i-- > 0;) {
+		struct client_sub *s;
+		struct proto_push push;
+		size_t len;
+		const char *ch;
+
+		if (i >= c->nsubs)
+			continue;
+		s = c->subs[i];
+		if (s->expire_at == 0 || now < s->expire_at)
+			continue;
+		if (s->server_side) {
+			client_disconnect(c, PROTO_DISCONNECT_SUB_EXPIRED);
+			return;
+		}
+		ch = hub_sub_channel(&s->hs, &len);
+		memset(&push, 0, sizeof(push));
+		push.type = PROTO_PUSH_UNSUBSCRIBE;
+		push.channel = (struct proto_span){ ch, len };
+		push.code = PROTO_UNSUB_EXPIRED;
+		push.reason = proto_span_str(proto_unsub_reason(PROTO_UNSUB_EXPIRED));
+		buf_reset(&g.out);
+		codecs[c->fmt].push(&g.out, &push);
+		c->subs[i] = c->subs[--c->nsubs];
+		client_sub_end(c, s);
+		if (client_send_out(c) != 0)
+			return;
+	}
+	client_subs_deadline(c);
+}
+
+static void
+client_handle_sub_refresh(struct client *c, const struct proto_cmd *cmd)
+{
+	const struct proto_sub_refresh_req *req = &cmd->sub_refresh;
+	struct auth_sub_claims claims;
+	struct client_sub *s;
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+	int64_t exp;
+
+	if (req->channel.len == 0) {
+		client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+		return;
+	}
+	if ((s = client_find_sub(c, req->channel, NULL)) == NULL || s->server_side) {
+		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		return;
+	}
+	if (req->token.len == 0) {
+		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
+		return;
+	}
+	r = auth_verify_subscription(g.sub_verifier, req->token.p, req->token.len,
+	    client_unix_now(), &claims, &why);
+	if (r != AUTH_OK)
+		log_info("subscription refresh token refused (%s): %s", auth_result_name(r), buf_cstr(&why));
+	buf_free(&why);
+	if (r == AUTH_EXPIRED) {
+		/* Upstream accepts it; an expired token cannot extend anything. */
+		client_reply_error(c, cmd->id, PROTO_ERR_EXPIRED);
+		return;
+	}
+	if (r != AUTH_OK) {
+		client_disconnect(c, PROTO_DISCONNECT_INVALID_TOKEN);
+		return;
+	}
+	if (strcmp(claims.user, c->user) != 0 || strlen(claims.channel) != req->channel.len ||
+	    memcmp(claims.channel, req->channel.p, req->channel.len) != 0 ||
+	    (claims.client[0] && strcmp(claims.client, c->id) != 0)) {
+		auth_sub_claims_free(&claims);
+		client_disconnect(c, PROTO_DISCONNECT_INVALID_TOKEN);
+		return;
+	}
+	exp = g.cfg->client_insecure ? 0 :
+	    auth_expiry(claims.has_expire_at, claims.expire_at, claims.has_exp, claims.exp);
+	auth_sub_claims_free(&claims);
+	if (exp && exp <= client_unix_now()) {
+		client_reply_error(c, cmd->id, PROTO_ERR_EXPIRED);
+		return;
+	}
+	s->expire_at = exp ? client_sub_deadline(exp) : 0;
+	client_subs_deadline(c);
+	buf_reset(&g.out);
+	if (exp)
+		codecs[c->fmt].sub_refresh_result(&g.out, cmd->id, 1, (uint32_t)(exp - client_unix_now()));
+	else
+		codecs[c->fmt].empty_result(&g.out, cmd->id, PROTO_CMD_SUB_REFRESH);
+	client_send_out(c);
+	client_schedule(c);
 }
 
 void
@@ -1699,10 +1848,7 @@ client_dispatch(struct client *c, const struct proto_cmd *cmd)
 		client_handle_refresh(c, cmd);
 		break;
 	case PROTO_CMD_SUB_REFRESH:
-		if (cmd->sub_refresh.channel.len == 0)
-			client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
-		else
-			client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
+		client_handle_sub_refresh(c, cmd);
 		break;
 	default:
 		/* No known request (a lone `ping` lands here too). */

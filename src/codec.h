@@ -31,6 +31,7 @@ struct codec {
 	void (*history_result)(struct buf *out, uint32_t id, const struct proto_publication *pubs,
 	    size_t n, struct proto_span epoch, uint64_t offset);
 	void (*refresh_result)(struct buf *out, uint32_t id, const struct proto_refresh_result *r);
+	void (*sub_refresh_result)(struct buf *out, uint32_t id, bool expires, uint32_t ttl);
 	void (*push)(struct buf *out, const struct proto_push *push);
 	void (*push_pub)(struct buf *out, struct proto_span channel,
 	    const struct proto_publication *pub);
