@@ -25,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "msg.h"
+#include "reload.h"
 #include "ring.h"
 #include "shm.h"
 #include "wheel.h"
@@ -386,6 +387,7 @@ worker_main(void)
 			log_fatal("evsignal_add failed");
 	}
 	ipc_child_watch_cb(worker.base, worker_parent_gone, NULL);
+	reload_worker_init();   /* IPC_RELOAD: new config, connections kept */
 
 	hello.worker = heritage.worker_id;
 	hello.generation = heritage.generation;
