@@ -20,6 +20,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/client.c src/client.h \
 	src/codec.c src/codec.h \
 	src/config.c src/config.h src/config_tbl.h \
+	src/ctl.c src/ctl.h \
 	src/heritage.h \
 	src/htab.c src/htab.h \
 	src/hub.c src/hub.h \
@@ -31,6 +32,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/proctitle.c src/proctitle.h \
 	src/proto.c src/proto.h \
 	src/proto_pb.c src/proto_pb.h \
+	src/reload.c src/reload.h \
 	src/ring.c src/ring.h \
 	src/sdnotify.c src/sdnotify.h \
 	src/shm.c src/shm.h \

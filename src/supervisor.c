@@ -23,6 +23,16 @@
  * still there after min(shutdown.timeout, SUP_WORKER_STOP_CAP_MS); then
  * the same for the broker, capped at SUP_BROKER_STOP_MS; then the pid file,
  * shared memory and socket go and sup_run() returns.
+ *
+ * Reload (SIGHUP or the control socket's `reload`, ctl.c): reload_load()
+ * validates the file first, so an invalid one changes nothing and its
+ * errors go back to whoever asked.  A valid one becomes the supervisor's
+ * (and heritage.cfg, for children forked from now on), then every child
+ * gets IPC_RELOAD with the path; each worker loads the same file, swaps
+ * its configuration without touching its connections and answers
+ * IPC_RELOAD_DONE.  The reply is sent once every worker answered (or
+ * SUP_RELOAD_TIMEOUT_MS passed).  Restart-only options keep their running
+ * values everywhere and are listed in the reply.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,11 +53,16 @@
 
 #include "broker.h"
 #include "buf.h"
+#include "build-config.h"
 #include "config.h"
+#include "ctl.h"
 #include "heritage.h"
 #include "ipc.h"
+#include "json.h"
 #include "log.h"
 #include "proctitle.h"
+#include "reload.h"
+#include "ring.h"
 #include "sdnotify.h"
 #include "shm.h"
 #include "supervisor.h"
@@ -63,6 +78,8 @@
 #define SUP_FANOUT_BYTES ((size_t)16 << 20)
 #define SUP_REQUEST_BYTES ((size_t)1 << 20)
 #define SUP_REPLY_BYTES ((size_t)1 << 20)
+#define SUP_RELOAD_TIMEOUT_MS 10000
+#define SUP_CTL_SOCKET_MODE 0660
 
 /* What every child inherits; filled here before each fork. */
 struct heritage heritage;
@@ -93,6 +110,7 @@ struct sup_child {
 	unsigned generation;        /* forks of this slot so far */
 	unsigned failures;          /* quick failures in a row */
 	struct timespec started;    /* CLOCK_MONOTONIC at fork */
+	int reload_pending;         /* got IPC_RELOAD, no answer yet */
 };
 
 enum sup_phase {
@@ -128,6 +146,23 @@ static struct {
 	const char *pid_file;       /* set once written */
 	pid_t pid;
 	int notified_ready;         /* systemd got READY=1 */
+	struct timespec started;    /* CLOCK_MONOTONIC at sup_run() */
+	/* Configurations made by reloads (the last one is sup.cfg): never
+	 * freed while children may run, since they were handed out through
+	 * heritage.cfg; freed by sup_cleanup().  The first config is the
+	 * caller's. */
+	struct config **reloaded;
+	size_t nreloaded;
+	/* The reload in progress, if any. */
+	struct {
+		int active;
+		uint32_t seq;
+		struct ctl_conn *conn;  /* who asked; NULL for SIGHUP */
+		unsigned waiting;       /* workers yet to answer */
+		int failed;
+		struct buf report;      /* reply body being built */
+		struct event *timeout_ev;
+	} reload;
 } sup;
 
 static struct sup_child *
@@ -274,6 +309,8 @@ sup_write_pid_file(const char *path)
 
 static void sup_on_ipc(evutil_socket_t fd, short what, void *arg);
 static void sup_schedule_respawn(struct sup_child *c);
+static void sup_reload_answer(struct sup_child *c, const struct ipc_msg *msg);
+static void sup_reload_child_gone(struct sup_child *c);
 
 static void
 sup_close_ipc(struct sup_child *c)
@@ -316,6 +353,7 @@ sup_child_main(struct sup_child *c, const int fds[2])
 		if (sup.children[i].ipc_fd != -1)
 			close(sup.children[i].ipc_fd);
 	}
+	ctl_close_in_child();
 	/* Default dispositions, but keep SIGPIPE ignored: every child
 	 * writes to sockets whose peers may be gone. */
 	memset(&sa, 0, sizeof(sa));
@@ -483,6 +521,9 @@ sup_on_ipc(evutil_socket_t fd, short what, void *arg)
 				sup_notify_ready();
 			}
 			break;
+		case IPC_RELOAD_DONE:
+			sup_reload_answer(c, &msg);
+			break;
 		default:
 			log_debug("ignoring ipc message %s (%u) from %s",
 			    ipc_type_name(msg.hdr.type), msg.hdr.type, c->name);
@@ -626,6 +667,7 @@ sup_child_exited(struct sup_child *c, int status)
 	/* A READY still queued is stale: the channel goes with the child. */
 	sup_close_ipc(c);
 	c->state = SUP_CHILD_DOWN;
+	sup_reload_child_gone(c);
 
 	if (expected) {
 		sup_stop_progress();
@@ -684,38 +726,328 @@ sup_reap(void)
 	}
 }
 
-/* ---- signals ---- */
+/* ---- reload ---- */
 
-/* SIGHUP: for now only check the file again and say what we found. */
+/* Logs each line of text at `lvl`. */
 static void
-sup_check_reload(void)
+sup_log_lines(enum log_level lvl, const char *text)
+{
+	const char *p = text, *nl;
+
+	while (*p != '\0') {
+		nl = strchr(p, '\n');
+		if (nl == NULL)
+			nl = p + strlen(p);
+		if (nl > p)
+			log_msg(lvl, "%.*s", (int)(nl - p), p);
+		p = *nl == '\n' ? nl + 1 : nl;
+	}
+}
+
+/* Sends the result to whoever asked and ends the reload. */
+static void
+sup_reload_finish(void)
+{
+	struct buf *r = &sup.reload.report;
+
+	evtimer_del(sup.reload.timeout_ev);
+	for (unsigned i = 0; i < sup.nworkers; i++)
+		sup.children[i].reload_pending = 0;
+	sup.reload.active = 0;
+	sup.reload.waiting = 0;
+	if (r->len > 0 && r->data[r->len - 1] == '\n')
+		r->len--;
+	sup_log_lines(sup.reload.failed ? LOG_LVL_ERROR : LOG_LVL_INFO,
+	    buf_cstr(r));
+	if (sup.reload.conn != NULL)
+		ctl_reply(sup.reload.conn, sup.reload.failed ?
+		    CTL_STATUS_FAILED : CTL_STATUS_OK, r->data, r->len);
+	sup.reload.conn = NULL;
+	buf_reset(r);
+	if (sup.notified_ready)
+		(void)sdnotify_send("READY=1");
+}
+
+static void
+sup_on_reload_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	if (!sup.reload.active)
+		return;
+	for (unsigned i = 0; i < sup.nworkers; i++) {
+		if (sup.children[i].reload_pending)
+			buf_printf(&sup.reload.report, "%s: no answer within %d ms; "
+			    "it may still run the previous configuration\n",
+			    sup.children[i].name, SUP_RELOAD_TIMEOUT_MS);
+	}
+	sup.reload.failed = 1;
+	sup_reload_finish();
+}
+
+static void
+sup_reload_answer(struct sup_child *c, const struct ipc_msg *msg)
+{
+	struct ipc_reload_done done;
+
+	if (msg->hdr.len < sizeof(done)) {
+		log_warn("dropping a short reload answer from %s", c->name);
+		return;
+	}
+	memcpy(&done, msg->payload, sizeof(done));
+	if (!sup.reload.active || !c->reload_pending ||
+	    done.seq != sup.reload.seq) {
+		log_debug("stale reload answer from %s", c->name);
+		return;
+	}
+	c->reload_pending = 0;
+	if (done.status != 0) {
+		size_t n = msg->hdr.len - sizeof(done);
+		const char *text = msg->payload + sizeof(done);
+
+		while (n > 0 && text[n - 1] == '\n')
+			n--;
+		sup.reload.failed = 1;
+		buf_printf(&sup.reload.report,
+		    "%s: the new configuration was not applied: %.*s\n",
+		    c->name, (int)n, text);
+	}
+	if (--sup.reload.waiting == 0)
+		sup_reload_finish();
+}
+
+static void
+sup_reload_child_gone(struct sup_child *c)
+{
+	if (!c->reload_pending)
+		return;
+	c->reload_pending = 0;
+	/* Its successor is forked with the new heritage.cfg. */
+	buf_printf(&sup.reload.report, "%s exited during the reload; it is "
+	    "respawned with the new configuration\n", c->name);
+	if (--sup.reload.waiting == 0)
+		sup_reload_finish();
+}
+
+/*
+ * Reloads the configuration (see the file comment); conn is the control
+ * connection to answer, or NULL (SIGHUP: the result is only logged).
+ */
+static void
+sup_reload(struct ctl_conn *conn)
 {
 	const char *name = sup.config_path != NULL ? sup.config_path :
 	    "(defaults and environment)";
-	struct config *cfg = NULL;
-	struct buf errors = BUF_INIT;
+	struct buf errors = BUF_INIT, restart = BUF_INIT, payload = BUF_INIT;
+	struct ipc_reload req;
+	struct config *n;
+	enum log_level lvl;
 
-	log_info("SIGHUP: configuration reload comes with a later release; "
-	    "checking %s only, nothing is applied", name);
-	if (config_load(sup.config_path, &cfg, &errors) == 0) {
-		log_info("configuration %s is valid", name);
-		config_free(cfg);
-	} else {
-		char *line = buf_cstr(&errors), *nl;
+	if (sup.reload.active || sup.phase != SUP_RUNNING) {
+		const char *why = sup.reload.active ?
+		    "a reload is already in progress" : "the server is stopping";
 
-		for (; *line != '\0'; line = nl + 1) {
-			nl = strchr(line, '\n');
-			if (nl != NULL)
-				*nl = '\0';
-			if (*line != '\0')
-				log_error("%s", line);
-			if (nl == NULL)
-				break;
-		}
-		log_error("configuration %s is invalid; nothing changed", name);
+		log_warn("reload refused: %s", why);
+		if (conn != NULL)
+			ctl_reply(conn, sup.reload.active ? CTL_STATUS_BUSY :
+			    CTL_STATUS_FAILED, why, strlen(why));
+		return;
 	}
+	log_info("reloading configuration %s", name);
+	n = reload_load(sup.config_path, sup.cfg, &errors, &restart);
+	if (n == NULL) {
+		buf_printf(&errors, "configuration %s is invalid; nothing changed",
+		    name);
+		sup_log_lines(LOG_LVL_ERROR, buf_cstr(&errors));
+		if (conn != NULL)
+			ctl_reply(conn, CTL_STATUS_FAILED, errors.data, errors.len);
+		buf_free(&errors);
+		buf_free(&restart);
+		return;
+	}
+	if (sup.notified_ready)
+		(void)sdnotify_reloading();
+	sup.reloaded = xrealloc(sup.reloaded,
+	    (sup.nreloaded + 1) * sizeof(*sup.reloaded));
+	sup.reloaded[sup.nreloaded++] = n;
+	sup.cfg = n;
+	heritage.cfg = n;
+	if (log_level_parse(n->log_level, &lvl) == 0)
+		log_set_level(lvl);
+	log_set_json(n->log_json);
+
+	sup.reload.active = 1;
+	sup.reload.seq++;
+	sup.reload.conn = conn;
+	sup.reload.failed = 0;
+	sup.reload.waiting = 0;
+	buf_reset(&sup.reload.report);
+	buf_printf(&sup.reload.report, "configuration %s reloaded\n", name);
+	if (restart.len > 0)
+		buf_printf(&sup.reload.report, "not applied until a restart "
+		    "(running values kept): %s\n", buf_cstr(&restart));
+
+	req.seq = sup.reload.seq;
+	buf_append(&payload, &req, sizeof(req));
+	if (sup.config_path != NULL)
+		buf_puts(&payload, sup.config_path);
+	for (unsigned i = 0; i <= sup.nworkers; i++) {
+		struct sup_child *c = &sup.children[i];
+
+		if (c->pid == 0 || c->ipc_fd == -1)
+			continue;   /* a respawn gets heritage.cfg */
+		if (ipc_send(c->ipc_fd, IPC_RELOAD, payload.data,
+		    payload.len) == -1) {
+			sup.reload.failed = 1;
+			buf_printf(&sup.reload.report, "%s: cannot send it the "
+			    "reload: %s\n", c->name, strerror(errno));
+			continue;
+		}
+		/* The broker keeps no configuration of its own yet: only
+		 * workers are waited for. */
+		if (c->role == ROLE_WORKER) {
+			c->reload_pending = 1;
+			sup.reload.waiting++;
+		}
+	}
+	buf_free(&payload);
 	buf_free(&errors);
+	buf_free(&restart);
+	if (sup.reload.waiting == 0) {
+		sup_reload_finish();
+		return;
+	}
+	{
+		struct timeval tv;
+
+		sup_ms_to_tv(SUP_RELOAD_TIMEOUT_MS, &tv);
+		evtimer_add(sup.reload.timeout_ev, &tv);
+	}
 }
+
+/* ---- control socket commands ---- */
+
+static const char *
+sup_role_name(enum heritage_role r)
+{
+	return r == ROLE_BROKER ? "broker" : r == ROLE_WORKER ? "worker" :
+	    "supervisor";
+}
+
+/* Fan-out records worker i has still to read; the broker: requests unread. */
+static uint64_t
+sup_ring_lag(const struct sup_child *c)
+{
+	uint64_t lag = 0;
+
+	if (c->role == ROLE_WORKER) {
+		struct ring_shm *r = shm_fanout(sup.shm);
+		uint64_t head = ring_head(r), seq = ring_reader_seq(r, c->worker_id);
+
+		return head > seq ? head - seq : 0;
+	}
+	for (unsigned i = 0; i < sup.nworkers; i++) {
+		struct ring_shm *r = shm_request(sup.shm, i);
+		uint64_t head = ring_head(r), seq = ring_reader_seq(r, 0);
+
+		lag += head > seq ? head - seq : 0;
+	}
+	return lag;
+}
+
+static void
+sup_ctl_status(struct buf *out, int json)
+{
+	long up = sup_ms_since(&sup.started) / 1000;
+	const char *cfgname = sup.config_path != NULL ? sup.config_path : "";
+
+	if (json) {
+		buf_printf(out, "{\"supervisor\":{\"pid\":%ld,\"state\":\"%s\","
+		    "\"uptime\":%ld,\"version\":\"%s\",\"workers\":%u,"
+		    "\"config\":", (long)sup.pid, sup_phase_names[sup.phase], up,
+		    PACKAGE_VERSION, sup.nworkers);
+		json_put_string(out, cfgname, strlen(cfgname));
+		buf_puts(out, "},\"processes\":[");
+	} else {
+		buf_printf(out, "supervisor pid %ld, %s, up %lds, %u worker%s, "
+		    "config %s\n", (long)sup.pid, sup_phase_names[sup.phase], up,
+		    sup.nworkers, sup.nworkers == 1 ? "" : "s",
+		    cfgname[0] != '\0' ? cfgname : "(none)");
+		buf_printf(out, "%-10s %8s %-9s %8s %8s %8s %9s %9s %7s\n",
+		    "PROCESS", "PID", "STATE", "UPTIME", "CONNS", "SUBS",
+		    "RING_LAG", "OVERRUNS", "SPAWNS");
+	}
+	for (unsigned i = 0; i <= sup.nworkers; i++) {
+		const struct sup_child *c = &sup.children[i];
+		struct proc_slot_shm *slot = shm_slot(sup.shm, i);
+		int worker = c->role == ROLE_WORKER, up_ = c->pid != 0;
+		uint64_t conns = worker ? atomic_load_explicit(&slot->connections,
+		    memory_order_relaxed) : 0;
+		uint64_t subs = worker ? atomic_load_explicit(&slot->subscriptions,
+		    memory_order_relaxed) : 0;
+		uint64_t overruns = atomic_load_explicit(&slot->ring_overruns,
+		    memory_order_relaxed);
+		uint64_t lag = up_ ? sup_ring_lag(c) : 0;
+		long cup = up_ ? sup_ms_since(&c->started) / 1000 : 0;
+
+		if (json) {
+			buf_printf(out, "%s{\"name\":\"%s\",\"role\":\"%s\","
+			    "\"pid\":%ld,\"state\":\"%s\",\"uptime\":%ld,",
+			    i > 0 ? "," : "", c->name, sup_role_name(c->role),
+			    (long)c->pid, sup_child_state_names[c->state], cup);
+			if (worker)
+				buf_printf(out, "\"id\":%u,\"connections\":%llu,"
+				    "\"subscriptions\":%llu,", c->worker_id,
+				    (unsigned long long)conns,
+				    (unsigned long long)subs);
+			buf_printf(out, "\"ring_lag\":%llu,\"ring_overruns\":%llu,"
+			    "\"spawns\":%u}", (unsigned long long)lag,
+			    (unsigned long long)overruns, c->generation);
+			continue;
+		}
+		char pid[16], upt[24], cs[24], ss[24];
+
+		snprintf(pid, sizeof(pid), up_ ? "%ld" : "-", (long)c->pid);
+		snprintf(upt, sizeof(upt), up_ ? "%lds" : "-", cup);
+		snprintf(cs, sizeof(cs), worker ? "%llu" : "-",
+		    (unsigned long long)conns);
+		snprintf(ss, sizeof(ss), worker ? "%llu" : "-",
+		    (unsigned long long)subs);
+		buf_printf(out, "%-10s %8s %-9s %8s %8s %8s %9llu %9llu %7u\n",
+		    c->name, pid, sup_child_state_names[c->state], upt, cs, ss,
+		    (unsigned long long)lag, (unsigned long long)overruns,
+		    c->generation);
+	}
+	if (json)
+		buf_puts(out, "]}");
+	else if (out->len > 0)
+		out->len--;     /* the protocol adds the last newline */
+}
+
+static void
+sup_ctl_reload(struct ctl_conn *c)
+{
+	sup_reload(c);
+}
+
+static void
+sup_ctl_stop(void)
+{
+	sup_stop("stop requested on the control socket");
+}
+
+static void
+sup_ctl_reopen_logs(struct buf *out)
+{
+	buf_puts(out, "logging goes to standard error: nothing to reopen");
+}
+
+static const struct ctl_ops sup_ctl_ops = {
+	.status = sup_ctl_status,
+	.reload = sup_ctl_reload,
+	.stop = sup_ctl_stop,
+	.reopen_logs = sup_ctl_reopen_logs,
+};
+
+/* ---- signals ---- */
 
 static void
 sup_on_signal(evutil_socket_t sig, short what, void *arg)
@@ -731,11 +1063,8 @@ sup_on_signal(evutil_socket_t sig, short what, void *arg)
 		sup_stop(sup_signame((int)sig, name, sizeof(name)));
 		break;
 	case SIGHUP:
-		if (sup.notified_ready)
-			(void)sdnotify_reloading();
-		sup_check_reload();
-		if (sup.notified_ready)
-			(void)sdnotify_send("READY=1");
+		/* sup_reload() tells systemd RELOADING=1 / READY=1. */
+		sup_reload(NULL);
 		break;
 	case SIGUSR1:
 		log_info("SIGUSR1: reopen logs: logging goes to stderr, nothing to reopen");
@@ -766,7 +1095,9 @@ sup_setup_events(void)
 		}
 	}
 	sup.stop_ev = evtimer_new(sup.base, sup_on_stop_timer, NULL);
-	if (sup.stop_ev == NULL) {
+	sup.reload.timeout_ev = evtimer_new(sup.base, sup_on_reload_timeout,
+	    NULL);
+	if (sup.stop_ev == NULL || sup.reload.timeout_ev == NULL) {
 		log_error("evtimer_new() failed");
 		return -1;
 	}
@@ -817,6 +1148,14 @@ sup_cleanup(void)
 	if (sup.stop_ev != NULL)
 		event_free(sup.stop_ev);
 	sup.stop_ev = NULL;
+	/* A reload still waiting gets no answer: its connection closes. */
+	sup.reload.active = 0;
+	sup.reload.conn = NULL;
+	ctl_close();
+	if (sup.reload.timeout_ev != NULL)
+		event_free(sup.reload.timeout_ev);
+	sup.reload.timeout_ev = NULL;
+	buf_free(&sup.reload.report);
 	if (sup.base != NULL)
 		event_base_free(sup.base);
 	sup.base = NULL;
@@ -826,6 +1165,14 @@ sup_cleanup(void)
 	if (sup.listen_fd != -1)
 		close(sup.listen_fd);
 	sup.listen_fd = -1;
+	/* Every child is gone: the configurations of reloads can go. */
+	for (size_t i = 0; i < sup.nreloaded; i++)
+		config_free(sup.reloaded[i]);
+	free(sup.reloaded);
+	sup.reloaded = NULL;
+	sup.nreloaded = 0;
+	sup.cfg = NULL;
+	heritage.cfg = NULL;
 }
 
 int
@@ -838,6 +1185,7 @@ sup_run(struct config *cfg, const char *config_path)
 	sup.config_path = config_path;
 	sup.listen_fd = -1;
 	sup.pid = getpid();
+	clock_gettime(CLOCK_MONOTONIC, &sup.started);
 	sup.nworkers = config_workers(cfg);
 	ASSERT(sup.nworkers > 0);
 	log_set_role("supervisor");
@@ -875,6 +1223,10 @@ sup_run(struct config *cfg, const char *config_path)
 	heritage.ipc_fd = -1;
 
 	sup_init_children();
+	/* Never fatal: without it the server runs, only centrifugo-ctl cannot
+	 * reach it. */
+	(void)ctl_open(sup.base, cfg->ctl_socket, SUP_CTL_SOCKET_MODE,
+	    &sup_ctl_ops);
 	log_info("starting the broker and %u worker%s", sup.nworkers,
 	    sup.nworkers == 1 ? "" : "s");
 	sup_spawn(sup_broker());
