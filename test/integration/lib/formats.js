@@ -89,8 +89,11 @@ function dec(v) {
 function infoOf(info) {
   if (!info) return info;
   const out = { user: info.user, client: info.client };
-  if (info.connInfo !== undefined) out.connInfo = dec(info.connInfo);
-  if (info.chanInfo !== undefined) out.chanInfo = dec(info.chanInfo);
+  // The protobuf build hands absent bytes over as empty arrays: leave them out.
+  const ci = dec(info.connInfo);
+  const chi = dec(info.chanInfo);
+  if (ci !== undefined) out.connInfo = ci;
+  if (chi !== undefined) out.chanInfo = chi;
   return out;
 }
 
