@@ -109,6 +109,8 @@ ctl_cmd_help(struct ctl_conn *c, int argc, char **argv)
 	struct buf out = BUF_INIT;
 
 	ctl_write_help(&out);
+	if (out.len > 0)
+		out.len--;          /* the protocol adds the last newline */
 	ctl_reply(c, CTL_STATUS_OK, out.data, out.len);
 	buf_free(&out);
 }

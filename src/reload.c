@@ -125,6 +125,16 @@ reload_sub_keys(const struct config *cfg, struct auth_keys *k)
 	k->skip_verify = cfg->client_insecure_skip_token_signature_verify;
 }
 
+void
+reload_token_keys(const struct config *cfg, int subscription,
+    struct auth_keys *k)
+{
+	if (subscription && cfg->client_subscription_token_enabled)
+		reload_sub_keys(cfg, k);
+	else
+		reload_conn_keys(cfg, k);
+}
+
 /*
  * Builds (and drops) the verifiers a worker will build, so a key that cannot
  * be read is a reload error here rather than a worker failure.  Returns the

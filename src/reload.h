@@ -13,6 +13,7 @@
 #ifndef CENTRIFUGO_RELOAD_H
 #define CENTRIFUGO_RELOAD_H
 
+struct auth_keys;
 struct buf;
 struct config;
 
@@ -47,5 +48,13 @@ int reload_apply(struct config *newcfg, struct buf *err);
  * ipc_child_watch().
  */
 void reload_worker_init(void);
+
+/*
+ * Fills k with the verifier settings of connection tokens (subscription 0)
+ * or subscription tokens (1: client.subscription_token when enabled, else
+ * client.token), as workers build them.  The strings stay cfg's.
+ */
+void reload_token_keys(const struct config *cfg, int subscription,
+    struct auth_keys *k);
 
 #endif

@@ -160,7 +160,8 @@ static struct {
 		struct ctl_conn *conn;  /* who asked; NULL for SIGHUP */
 		unsigned waiting;       /* workers yet to answer */
 		int failed;
-		struct buf report;      /* reply body being built */
+		struct buf report;      /* per-worker problems, one a line */
+		struct buf restart;     /* restart-only options that differ */
 		struct event *timeout_ev;
 	} reload;
 } sup;
@@ -748,8 +749,20 @@ sup_log_lines(enum log_level lvl, const char *text)
 static void
 sup_reload_finish(void)
 {
-	struct buf *r = &sup.reload.report;
+	const char *name = sup.config_path != NULL ? sup.config_path :
+	    "(defaults and environment)";
+	struct buf body = BUF_INIT, *r = &body;
 
+	/* Details first, the summary last (centrifugo-ctl's one-line reason). */
+	buf_append(r, sup.reload.report.data, sup.reload.report.len);
+	if (sup.reload.restart.len > 0)
+		buf_printf(r, "not applied until a restart (running values "
+		    "kept): %s\n", buf_cstr(&sup.reload.restart));
+	if (sup.reload.failed)
+		buf_printf(r, "configuration %s is valid but was not applied "
+		    "everywhere\n", name);
+	else
+		buf_printf(r, "configuration %s reloaded\n", name);
 	evtimer_del(sup.reload.timeout_ev);
 	for (unsigned i = 0; i < sup.nworkers; i++)
 		sup.children[i].reload_pending = 0;
@@ -763,7 +776,9 @@ sup_reload_finish(void)
 		ctl_reply(sup.reload.conn, sup.reload.failed ?
 		    CTL_STATUS_FAILED : CTL_STATUS_OK, r->data, r->len);
 	sup.reload.conn = NULL;
-	buf_reset(r);
+	buf_free(&body);
+	buf_reset(&sup.reload.report);
+	buf_reset(&sup.reload.restart);
 	if (sup.notified_ready)
 		(void)sdnotify_send("READY=1");
 }
@@ -880,10 +895,8 @@ sup_reload(struct ctl_conn *conn)
 	sup.reload.failed = 0;
 	sup.reload.waiting = 0;
 	buf_reset(&sup.reload.report);
-	buf_printf(&sup.reload.report, "configuration %s reloaded\n", name);
-	if (restart.len > 0)
-		buf_printf(&sup.reload.report, "not applied until a restart "
-		    "(running values kept): %s\n", buf_cstr(&restart));
+	buf_reset(&sup.reload.restart);
+	buf_append(&sup.reload.restart, restart.data, restart.len);
 
 	req.seq = sup.reload.seq;
 	buf_append(&payload, &req, sizeof(req));
@@ -1156,6 +1169,7 @@ sup_cleanup(void)
 		event_free(sup.reload.timeout_ev);
 	sup.reload.timeout_ev = NULL;
 	buf_free(&sup.reload.report);
+	buf_free(&sup.reload.restart);
 	if (sup.base != NULL)
 		event_base_free(sup.base);
 	sup.base = NULL;
