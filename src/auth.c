@@ -14,6 +14,9 @@
  * on the curve the alg names (RFC 7518 §3.4), and HMACs are compared in
  * constant time.
  *
+ * With jwks_public_endpoint the key comes from jwks.c by the header's `kid`
+ * (RS*, ES*, EdDSA); the static keys are then never loaded.
+ *
  * Claims are parsed with jansson for strict type checks (§6.2 step 2);
  * `info`, `data` and `meta` are returned as the token's own JSON bytes,
  * located with a small scanner over the (already validated) payload, so
@@ -38,6 +41,7 @@
 #include "auth.h"
 #include "b64.h"
 #include "buf.h"
+#include "jwks.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -61,12 +65,14 @@ struct auth_verifier {
 	int has_iss_re;
 	char *user_id_claim;          /* NULL = "sub" */
 	int skip_verify;
+	struct jwks *jwks;            /* non-NULL: JWKS only, static keys unset */
 };
 
 enum alg_family {
 	ALG_HS = 0,
 	ALG_RS,
-	ALG_ES
+	ALG_ES,
+	ALG_ED                        /* EdDSA (Ed25519), JWKS only */
 };
 
 struct alg_desc {
@@ -79,6 +85,7 @@ static const struct alg_desc alg_table[] = {
 	{ "HS256", ALG_HS, 256 }, { "HS384", ALG_HS, 384 }, { "HS512", ALG_HS, 512 },
 	{ "RS256", ALG_RS, 256 }, { "RS384", ALG_RS, 384 }, { "RS512", ALG_RS, 512 },
 	{ "ES256", ALG_ES, 256 }, { "ES384", ALG_ES, 384 }, { "ES512", ALG_ES, 512 },
+	{ "EdDSA", ALG_ED, 0 },
 };
 
 const char *
@@ -279,6 +286,16 @@ auth_verifier_new(const struct auth_keys *k, struct buf *err)
 	v = xcalloc(1, sizeof(*v));
 	v->magic = AUTH_VERIFIER_MAGIC;
 	v->skip_verify = k->skip_verify;
+	if (is_set(k->jwks_public_endpoint)) {
+		size_t mark = err->len;
+
+		buf_puts(err, "jwks_public_endpoint: ");
+		v->jwks = jwks_new(k->jwks_public_endpoint, err);
+		if (v->jwks == NULL)
+			goto fail;
+		err->len = mark;
+		goto claims_rules;
+	}
 	if (is_set(k->hmac_secret_key)) {
 		v->hmac_len = strlen(k->hmac_secret_key);
 		v->hmac = xmemdup(k->hmac_secret_key, v->hmac_len);
@@ -303,6 +320,7 @@ auth_verifier_new(const struct auth_keys *k, struct buf *err)
 			goto fail;
 		}
 	}
+claims_rules:
 	if (is_set(k->audience))
 		v->audience = xstrdup(k->audience);
 	if (is_set(k->issuer))
@@ -346,6 +364,7 @@ auth_verifier_free(struct auth_verifier *v)
 	if (v->has_iss_re)
 		regfree(&v->iss_re);
 	free(v->user_id_claim);
+	jwks_free(v->jwks);
 	v->magic = 0;
 	free(v);
 }
@@ -811,25 +830,88 @@ aud_has(json_t *aud, const char *want, const regex_t *re)
 	return 0;
 }
 
+static const struct alg_desc *
+alg_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(alg_table) / sizeof(alg_table[0]); i++) {
+		if (strcmp(alg_table[i].name, name) == 0)
+			return &alg_table[i];
+	}
+	return NULL;
+}
+
+static const char *const kty_names[] = { "RSA", "EC", "OKP" };
+
+/*
+ * §6.2 step 4 with jwks_public_endpoint: the key named by `kid`, the alg
+ * the JWK fixes (if any) or the token's within the key's family.  May block
+ * on a fetch (jwks.h).
+ */
+static enum auth_result
+check_jwks_signature(struct auth_verifier *v, json_t *header, const struct alg_desc *a,
+	const char *in, size_t inlen, const unsigned char *sig, size_t siglen,
+	struct buf *why)
+{
+	const struct jwks_key *k;
+	const char *kid;
+	enum alg_family fam;
+	int ok;
+
+	if (a->family == ALG_HS)
+		return fail(why, AUTH_INVALID, "alg %s disabled (only JWKS keys are used)",
+			a->name);
+	kid = json_string_value(json_object_get(header, "kid"));
+	if (kid == NULL || kid[0] == '\0')
+		return fail(why, AUTH_INVALID, "header has no kid (needed for JWKS)");
+	k = jwks_lookup(v->jwks, kid, why);
+	if (k == NULL)
+		return AUTH_INVALID;
+	if (k->alg != NULL && strcmp(k->alg, a->name) != 0)
+		return fail(why, AUTH_INVALID, "token alg %s is not the alg %.16s of JWK \"%.64s\"",
+			a->name, k->alg, kid);
+	fam = k->kty == JWKS_KTY_RSA ? ALG_RS : k->kty == JWKS_KTY_EC ? ALG_ES : ALG_ED;
+	if (a->family != fam)
+		return fail(why, AUTH_INVALID, "alg %s does not fit the %s key \"%.64s\"",
+			a->name, kty_names[k->kty], kid);
+	switch (fam) {
+	case ALG_RS:
+		ok = pkey_verify(k->pkey, alg_md(a), in, inlen, sig, siglen);
+		break;
+	case ALG_ES:
+		if ((a->bits == 512 ? 521 : a->bits) != k->ec_bits)
+			return fail(why, AUTH_INVALID, "alg %s does not fit the P-%d key \"%.64s\"",
+				a->name, k->ec_bits, kid);
+		ok = ecdsa_ok(k->pkey, k->ec_bits, alg_md(a), in, inlen, sig, siglen);
+		break;
+	default:
+		ok = pkey_verify(k->pkey, NULL, in, inlen, sig, siglen);
+		break;
+	}
+	ERR_clear_error();
+	if (!ok)
+		return fail(why, AUTH_INVALID, "bad %s signature (JWK \"%.64s\")", a->name, kid);
+	return AUTH_OK;
+}
+
 /* §6.2 step 4. */
 static enum auth_result
 check_signature(struct auth_verifier *v, json_t *header, const char *in, size_t inlen,
 	const unsigned char *sig, size_t siglen, int64_t now, struct buf *why)
 {
-	const struct alg_desc *a = NULL;
+	const struct alg_desc *a;
 	const char *alg;
-	size_t i;
 	int ok;
 
 	alg = json_string_value(json_object_get(header, "alg"));
 	if (alg == NULL)
 		return fail(why, AUTH_INVALID, "header has no alg string");
-	for (i = 0; i < sizeof(alg_table) / sizeof(alg_table[0]); i++) {
-		if (strcmp(alg_table[i].name, alg) == 0)
-			a = &alg_table[i];
-	}
+	a = alg_find(alg);
 	if (a == NULL)
 		return fail(why, AUTH_INVALID, "unsupported alg \"%.32s\"", alg);
+	if (v->jwks != NULL)
+		return check_jwks_signature(v, header, a, in, inlen, sig, siglen, why);
 	switch (a->family) {
 	case ALG_HS:
 		if (v->hmac == NULL)
@@ -853,6 +935,8 @@ check_signature(struct auth_verifier *v, json_t *header, const char *in, size_t 
 				a->name, v->ec_bits);
 		ok = ecdsa_ok(v->ec, v->ec_bits, alg_md(a), in, inlen, sig, siglen);
 		break;
+	case ALG_ED:
+		return fail(why, AUTH_INVALID, "alg EdDSA needs jwks_public_endpoint");
 	default:
 		ok = 0;
 	}

@@ -11,7 +11,17 @@
  * `channel`, `client` with the connection are left to the caller.
  *
  * Process-local, not thread-safe (each worker owns its verifier).
- * JWKS is not supported yet.
+ *
+ * JWKS (jwks_public_endpoint set): only JWKS keys are used, every static key
+ * option is ignored (not even parsed) and HS* tokens are invalid.  The key
+ * is chosen by the token header's `kid`; RS*, ES* and EdDSA (Ed25519) are
+ * accepted as the key's type allows, and a JWK `alg` must equal the token's.
+ * Keys are fetched by the verifying worker itself, synchronously: a fetch
+ * blocks that worker for at most ~2 s (1 s timeout, one retry), at most
+ * once per few seconds, and the set is cached for an hour (see jwks.h).
+ * The {{name}} templating of Centrifugo's endpoint is not supported (it
+ * needs named groups, which POSIX regex lacks): auth_verifier_new() rejects
+ * an endpoint containing "{{".
  */
 #ifndef CENTRIFUGO_AUTH_H
 #define CENTRIFUGO_AUTH_H
@@ -39,6 +49,9 @@
  * user_id_claim names the top-level claim holding the user id instead of
  * `sub` (config validation restricts it to [a-zA-Z_]+); the claim must be
  * a string.
+ *
+ * jwks_public_endpoint is an http:// or https:// URL of a JWK Set; when set
+ * the hmac/rsa/ecdsa options are ignored (see above).
  */
 struct auth_keys {
 	const char *hmac_secret_key;
@@ -52,6 +65,7 @@ struct auth_keys {
 	const char *issuer_regex;
 	const char *user_id_claim;
 	int skip_verify; /* client.insecure_skip_token_signature_verify */
+	const char *jwks_public_endpoint;
 };
 
 struct auth_verifier;
@@ -68,8 +82,9 @@ const char *auth_result_name(enum auth_result r);
 /*
  * Builds a verifier from k (strings are copied; k may be freed afterwards).
  * Returns NULL and appends a message naming the option to err when a key
- * cannot be read or parsed, is of the wrong type, or a regex does not
- * compile.  A verifier with no key at all is valid: it refuses every token
+ * cannot be read or parsed, is of the wrong type, a regex does not
+ * compile, or jwks_public_endpoint is not a plain http(s) URL.  Nothing is
+ * fetched here (the first JWKS token fetches).  A verifier with no key at all is valid: it refuses every token
  * (unless skip_verify).  Free with auth_verifier_free().
  */
 struct auth_verifier *auth_verifier_new(const struct auth_keys *k, struct buf *err);

@@ -26,6 +26,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/hub.c src/hub.h \
 	src/ipc.c src/ipc.h \
 	src/json.c src/json.h \
+	src/jwks.c src/jwks.h \
 	src/log.c src/log.h \
 	src/loop.c src/loop.h \
 	src/msg.c src/msg.h \
