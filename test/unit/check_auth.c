@@ -5,23 +5,39 @@
  * and inherited by the forked tests; tokens are signed here with OpenSSL
  * (ES signatures converted from DER to JWS r||s) and, as an independent
  * cross-check, with libjwt.
+ *
+ * The "jwks" case serves JWK Sets from a small HTTP(S) server forked per
+ * test on 127.0.0.1:0 (TLS with a self-signed certificate trusted through
+ * SSL_CERT_FILE) and counts its requests to check caching, refetch on an
+ * unknown kid and the refetch rate limit.
  */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <check.h>
 #include <jwt.h>
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "auth.h"
 #include "buf.h"
+#include "jwks.h"
 #include "xmalloc.h"
 
 #define NOW 1700000000
@@ -1121,6 +1137,765 @@ START_TEST(test_result_names)
 }
 END_TEST
 
+/* ---- JWKS (jwks_public_endpoint) ------------------------------------- */
+
+/*
+ * A tiny HTTP(S) server forked per test on 127.0.0.1:0.  It serves the
+ * file jwks_doc (re-read on every request, so a test can rotate keys) and
+ * writes one byte per request to a pipe, so a test can count fetches.
+ */
+enum srv_mode {
+	SRV_LEN = 0,      /* 200 with Content-Length */
+	SRV_CHUNKED,      /* 200, chunked transfer encoding */
+	SRV_404,
+	SRV_TRUNCATED,    /* Content-Length larger than the body, then close */
+	SRV_HANG,         /* accept, read, never answer */
+	SRV_TLS           /* SRV_LEN over TLS with srv_cert/srv_key */
+};
+
+static char jwks_doc[64];
+static int count_fd = -1;
+static pid_t srv_pid;
+static EVP_PKEY *rsa2_key, *ed_key;
+static X509 *srv_cert;            /* SAN IP:127.0.0.1, DNS:localhost */
+static X509 *srv_cert_other;      /* SAN DNS:example.com only */
+
+static void
+write_file(const char *path, const char *text)
+{
+	char tmp[80];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	ck_assert(f != NULL);
+	ck_assert(fputs(text, f) >= 0);
+	ck_assert(fclose(f) == 0);
+	ck_assert(rename(tmp, path) == 0);
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+	struct buf b = BUF_INIT;
+	char chunk[4096];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (f != NULL) {
+		while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+			buf_append(&b, chunk, n);
+		fclose(f);
+	}
+	buf_cstr(&b);
+	return buf_steal(&b, len);
+}
+
+static void
+srv_io(SSL *ssl, int fd, const char *p, size_t n)
+{
+	if (ssl != NULL)
+		SSL_write(ssl, p, (int)n);
+	else if (write(fd, p, n) < 0)
+		_exit(3);
+}
+
+static void
+srv_serve(int fd, enum srv_mode mode, SSL_CTX *ctx)
+{
+	char req[8192], hdr[256];
+	size_t got = 0, len;
+	ssize_t r;
+	SSL *ssl = NULL;
+	char *body;
+
+	if (ctx != NULL) {
+		ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		if (SSL_accept(ssl) != 1) {
+			SSL_free(ssl);
+			close(fd);
+			return;
+		}
+	}
+	while (got < sizeof(req) - 1) {
+		r = ssl != NULL ? SSL_read(ssl, req + got, (int)(sizeof(req) - 1 - got))
+			: read(fd, req + got, sizeof(req) - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		req[got] = '\0';
+		if (strstr(req, "\r\n\r\n") != NULL)
+			break;
+	}
+	if (write(count_fd, "x", 1) != 1)
+		_exit(3);
+	body = read_file(jwks_doc, &len);
+	switch (mode) {
+	case SRV_HANG:
+		free(body);
+		return; /* fd stays open, never answered */
+	case SRV_404:
+		snprintf(hdr, sizeof(hdr), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+		srv_io(ssl, fd, hdr, strlen(hdr));
+		break;
+	case SRV_CHUNKED:
+		snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",
+			len / 2);
+		srv_io(ssl, fd, hdr, strlen(hdr));
+		srv_io(ssl, fd, body, len / 2);
+		snprintf(hdr, sizeof(hdr), "\r\n%zx;ext=1\r\n", len - len / 2);
+		srv_io(ssl, fd, hdr, strlen(hdr));
+		srv_io(ssl, fd, body + len / 2, len - len / 2);
+		srv_io(ssl, fd, "\r\n0\r\n\r\n", 7);
+		break;
+	case SRV_TRUNCATED:
+		snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", len + 10);
+		srv_io(ssl, fd, hdr, strlen(hdr));
+		srv_io(ssl, fd, body, len);
+		break;
+	default:
+		snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			"Content-Length: %zu\r\n\r\n", len);
+		srv_io(ssl, fd, hdr, strlen(hdr));
+		srv_io(ssl, fd, body, len);
+		break;
+	}
+	free(body);
+	if (ssl != NULL) {
+		SSL_shutdown(ssl);
+		SSL_free(ssl);
+	}
+	close(fd);
+}
+
+/* Starts the server with the document text doc; returns its port. */
+static int
+srv_start(enum srv_mode mode, X509 *cert, const char *doc)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	int lfd, pfd[2], fd;
+	SSL_CTX *ctx = NULL;
+
+	snprintf(jwks_doc, sizeof(jwks_doc), "/tmp/check_auth_jwks.%d", (int)getpid());
+	write_file(jwks_doc, doc);
+	ck_assert(pipe(pfd) == 0);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert(lfd >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	ck_assert(listen(lfd, 16) == 0);
+	ck_assert(getsockname(lfd, (struct sockaddr *)&sin, &sl) == 0);
+	if (mode == SRV_TLS) {
+		ctx = SSL_CTX_new(TLS_server_method());
+		ck_assert(ctx != NULL);
+		ck_assert(SSL_CTX_use_certificate(ctx, cert) == 1);
+		ck_assert(SSL_CTX_use_PrivateKey(ctx, rsa_key) == 1);
+	}
+	srv_pid = fork();
+	ck_assert(srv_pid >= 0);
+	if (srv_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(pfd[0]);
+		count_fd = pfd[1];
+		for (;;) {
+			fd = accept(lfd, NULL, NULL);
+			if (fd >= 0)
+				srv_serve(fd, mode, ctx);
+		}
+	}
+	SSL_CTX_free(ctx);
+	close(lfd);
+	close(pfd[1]);
+	count_fd = pfd[0];
+	ck_assert(fcntl(count_fd, F_SETFL, O_NONBLOCK) == 0);
+	return ntohs(sin.sin_port);
+}
+
+/* Number of requests served so far (cumulative). */
+static int srv_requests;
+
+static int
+srv_count(void)
+{
+	char b[64];
+	ssize_t r;
+
+	while ((r = read(count_fd, b, sizeof(b))) > 0)
+		srv_requests += (int)r;
+	return srv_requests;
+}
+
+static void
+srv_stop(void)
+{
+	kill(srv_pid, SIGKILL);
+	waitpid(srv_pid, NULL, 0);
+	unlink(jwks_doc);
+}
+
+static void
+b64url_bn(struct buf *b, const BIGNUM *bn, int pad)
+{
+	unsigned char tmp[1024];
+	int n = pad > 0 ? pad : BN_num_bytes(bn);
+
+	ck_assert(BN_bn2binpad(bn, tmp, n) == n);
+	b64url(b, tmp, (size_t)n);
+}
+
+/* One JWK object for key k; alg NULL leaves it out. */
+static void
+jwk_append(struct buf *b, EVP_PKEY *k, const char *kid, const char *alg)
+{
+	BIGNUM *x = NULL, *y = NULL;
+	unsigned char raw[64];
+	size_t rawlen = sizeof(raw);
+	char crv[32];
+	int bits;
+
+	buf_printf(b, "{\"kid\":\"%s\",\"use\":\"sig\",", kid);
+	if (alg != NULL)
+		buf_printf(b, "\"alg\":\"%s\",", alg);
+	switch (EVP_PKEY_get_base_id(k)) {
+	case EVP_PKEY_RSA:
+		ck_assert(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_N, &x) == 1);
+		ck_assert(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &y) == 1);
+		buf_puts(b, "\"kty\":\"RSA\",\"n\":\"");
+		b64url_bn(b, x, 0);
+		buf_puts(b, "\",\"e\":\"");
+		b64url_bn(b, y, 0);
+		buf_puts(b, "\"}");
+		break;
+	case EVP_PKEY_EC:
+		ck_assert(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1);
+		ck_assert(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1);
+		bits = EVP_PKEY_get_bits(k);
+		snprintf(crv, sizeof(crv), "P-%d", bits);
+		buf_printf(b, "\"kty\":\"EC\",\"crv\":\"%s\",\"x\":\"", crv);
+		b64url_bn(b, x, (bits + 7) / 8);
+		buf_puts(b, "\",\"y\":\"");
+		b64url_bn(b, y, (bits + 7) / 8);
+		buf_puts(b, "\"}");
+		break;
+	default:
+		ck_assert(EVP_PKEY_get_raw_public_key(k, raw, &rawlen) == 1);
+		buf_puts(b, "\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"");
+		b64url(b, raw, rawlen);
+		buf_puts(b, "\"}");
+		break;
+	}
+	BN_free(x);
+	BN_free(y);
+}
+
+/* The usual set: r1 RSA, r2 second RSA, e1 P-256, e3 P-384, d1 Ed25519. */
+static char *
+std_doc(void)
+{
+	struct buf b = BUF_INIT;
+
+	buf_puts(&b, "{\"keys\":[");
+	jwk_append(&b, rsa_key, "r1", NULL);
+	buf_putc(&b, ',');
+	jwk_append(&b, rsa2_key, "r2", "RS256");
+	buf_putc(&b, ',');
+	jwk_append(&b, ec256_key, "e1", NULL);
+	buf_putc(&b, ',');
+	jwk_append(&b, ec384_key, "e3", "ES384");
+	buf_putc(&b, ',');
+	jwk_append(&b, ed_key, "d1", NULL);
+	buf_puts(&b, "]}");
+	buf_cstr(&b);
+	return buf_steal(&b, NULL);
+}
+
+static char *
+tok_ed(EVP_PKEY *key, const char *header, const char *claims)
+{
+	struct buf b = BUF_INIT;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char sig[64];
+	size_t siglen = sizeof(sig);
+
+	signing_input(&b, header, claims);
+	ck_assert(EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1);
+	ck_assert(EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)b.data, b.len) == 1);
+	EVP_MD_CTX_free(ctx);
+	buf_putc(&b, '.');
+	b64url(&b, sig, siglen);
+	return buf_steal(&b, NULL);
+}
+
+#define KHDR(alg, kid) "{\"alg\":\"" alg "\",\"kid\":\"" kid "\",\"typ\":\"JWT\"}"
+#define JCLAIMS "{\"sub\":\"jw\",\"exp\":1800000000}"
+
+static struct auth_verifier *
+jwks_verifier(const char *scheme_host, int port)
+{
+	char url[128];
+	struct auth_keys k = { 0 };
+
+	snprintf(url, sizeof(url), "%s:%d/jwks", scheme_host, port);
+	k.jwks_public_endpoint = url;
+	return mkv(&k);
+}
+
+/* Verifies a connection token (freed); *reason gets the why text. */
+static enum auth_result
+jconn(struct auth_verifier *v, char *tok, struct buf *reason)
+{
+	struct auth_conn_claims c;
+	enum auth_result r;
+
+	buf_reset(reason);
+	r = auth_verify_connection(v, tok, strlen(tok), NOW, &c, reason);
+	if (r == AUTH_OK)
+		ck_assert_str_eq(c.user, "jw");
+	else
+		ck_assert_msg(reason->len > 0, "no reason for %s", auth_result_name(r));
+	auth_conn_claims_free(&c);
+	free(tok);
+	buf_cstr(reason);
+	return r;
+}
+
+#define ASSERT_INVALID(r, why, sub) do { \
+	ck_assert_int_eq((r), AUTH_INVALID); \
+	ck_assert_msg(strstr(buf_cstr(why), (sub)) != NULL, "reason \"%s\" lacks \"%s\"", \
+		buf_cstr(why), (sub)); \
+} while (0)
+
+START_TEST(test_jwks_rsa_ec_ed)
+{
+	char *doc = std_doc();
+	int port = srv_start(SRV_LEN, NULL, doc);
+	struct auth_verifier *v = jwks_verifier("http://127.0.0.1", port);
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+
+	ck_assert_int_eq(srv_count(), 0); /* nothing fetched at creation */
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "RS256: %s", buf_cstr(&why));
+	/* no JWK alg: any RS* of the token */
+	r = jconn(v, tok_pk(rsa_key, 512, 0, KHDR("RS512", "r1"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "RS512: %s", buf_cstr(&why));
+	r = jconn(v, tok_pk(ec256_key, 256, 32, KHDR("ES256", "e1"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "ES256: %s", buf_cstr(&why));
+	r = jconn(v, tok_pk(ec384_key, 384, 48, KHDR("ES384", "e3"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "ES384: %s", buf_cstr(&why));
+	r = jconn(v, tok_ed(ed_key, KHDR("EdDSA", "d1"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "EdDSA: %s", buf_cstr(&why));
+	/* the set was fetched once and then cached */
+	ck_assert_int_eq(srv_count(), 1);
+
+	/* signatures still matter */
+	r = jconn(v, tok_pk(rsa2_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "bad RS256 signature");
+	r = jconn(v, tok_pk(ec256_key, 256, 32, KHDR("ES256", "e1"), JCLAIMS "x"), &why);
+	ck_assert_int_eq(r, AUTH_INVALID);
+	{
+		char *t = tok_ed(ed_key, KHDR("EdDSA", "d1"), JCLAIMS);
+		t[strlen(t) - 2] = t[strlen(t) - 2] == 'A' ? 'B' : 'A';
+		r = jconn(v, t, &why);
+		ASSERT_INVALID(r, &why, "bad EdDSA signature");
+	}
+	/* subscription tokens use the same keys */
+	{
+		struct auth_sub_claims sc;
+		char *t = tok_pk(ec256_key, 256, 32, KHDR("ES256", "e1"),
+			"{\"sub\":\"jw\",\"channel\":\"c\"}");
+
+		buf_reset(&why);
+		r = auth_verify_subscription(v, t, strlen(t), NOW, &sc, &why);
+		ck_assert_msg(r == AUTH_OK, "sub: %s", buf_cstr(&why));
+		ck_assert_str_eq(sc.channel, "c");
+		auth_sub_claims_free(&sc);
+		free(t);
+	}
+	auth_verifier_free(v);
+	buf_free(&why);
+	free(doc);
+	srv_stop();
+}
+END_TEST
+
+START_TEST(test_jwks_kid_and_alg)
+{
+	char *doc = std_doc();
+	int port = srv_start(SRV_CHUNKED, NULL, doc);
+	struct auth_verifier *v = jwks_verifier("http://127.0.0.1", port);
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+
+	/* kid selects among two RSA keys (and chunked responses work) */
+	r = jconn(v, tok_pk(rsa2_key, 256, 0, KHDR("RS256", "r2"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "r2: %s", buf_cstr(&why));
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r2"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "bad RS256 signature");
+	/* no kid */
+	r = jconn(v, tok_pk(rsa_key, 256, 0, HDR("RS256"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "no kid");
+	/* RS256 token naming an EC key */
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "e1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "does not fit the EC key");
+	/* ES256 token naming the Ed25519 key, EdDSA naming RSA */
+	r = jconn(v, tok_pk(ec256_key, 256, 32, KHDR("ES256", "d1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "does not fit the OKP key");
+	r = jconn(v, tok_ed(ed_key, KHDR("EdDSA", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "does not fit the RSA key");
+	/* JWK alg RS256 fixes the alg: RS512 with that key is refused */
+	r = jconn(v, tok_pk(rsa2_key, 512, 0, KHDR("RS512", "r2"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "is not the alg RS256");
+	/* curve and alg must agree: ES384 with the P-256 key */
+	r = jconn(v, tok_pk(ec256_key, 384, 32, KHDR("ES384", "e1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "does not fit the P-256 key");
+	/* HMAC and unknown algs are refused without a fetch */
+	r = jconn(v, tok_hs(256, SECRET, KHDR("HS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "only JWKS keys");
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("PS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "unsupported alg");
+	ck_assert_int_eq(srv_count(), 1);
+	auth_verifier_free(v);
+	buf_free(&why);
+	free(doc);
+	srv_stop();
+}
+END_TEST
+
+START_TEST(test_jwks_rotation)
+{
+	struct buf d = BUF_INIT, why = BUF_INIT;
+	struct auth_verifier *v;
+	enum auth_result r;
+	int port;
+
+	jwks_set_timing(-1, 0, -1); /* no refetch rate limit */
+	buf_puts(&d, "{\"keys\":[");
+	jwk_append(&d, rsa_key, "old", NULL);
+	buf_puts(&d, "]}");
+	port = srv_start(SRV_LEN, NULL, buf_cstr(&d));
+	v = jwks_verifier("http://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "old"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "old: %s", buf_cstr(&why));
+	ck_assert_int_eq(srv_count(), 1);
+
+	/* the issuer rotates: a token with the new kid makes us refetch */
+	buf_reset(&d);
+	buf_puts(&d, "{\"keys\":[");
+	jwk_append(&d, rsa2_key, "new", NULL);
+	buf_puts(&d, "]}");
+	write_file(jwks_doc, buf_cstr(&d));
+	r = jconn(v, tok_pk(rsa2_key, 256, 0, KHDR("RS256", "new"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "new: %s", buf_cstr(&why));
+	ck_assert_int_eq(srv_count(), 2);
+	/* the old key is gone from the set (its kid refetches, then fails) */
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "old"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "no key with kid \"old\"");
+	ck_assert_int_eq(srv_count(), 3);
+	auth_verifier_free(v);
+	buf_free(&d);
+	buf_free(&why);
+	srv_stop();
+}
+END_TEST
+
+START_TEST(test_jwks_rate_limit)
+{
+	char *doc = std_doc();
+	struct auth_verifier *v;
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+	int port, i;
+
+	jwks_set_timing(-1, 3600000, -1); /* one fetch per hour at most */
+	port = srv_start(SRV_LEN, NULL, doc);
+	v = jwks_verifier("http://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "r1: %s", buf_cstr(&why));
+	/* a flood of unknown kids does not reach the endpoint */
+	for (i = 0; i < 50; i++) {
+		r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "bogus"), JCLAIMS), &why);
+		ASSERT_INVALID(r, &why, "rate-limited");
+	}
+	ck_assert_int_eq(srv_count(), 1);
+	/* known kids keep working from the cache */
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ck_assert_int_eq(r, AUTH_OK);
+	auth_verifier_free(v);
+	buf_free(&why);
+	free(doc);
+	srv_stop();
+}
+END_TEST
+
+START_TEST(test_jwks_malformed_documents)
+{
+	static const char *const docs[] = {
+		"", "not json", "[]", "{\"keys\":5}", "{\"nokeys\":[]}", "{\"keys\":[",
+		"{\"keys\":[1,\"x\",null,[],{}]}", "\x01\x02", "{\"keys\":{}}",
+	};
+	struct auth_verifier *v;
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+	size_t i;
+	int port;
+
+	jwks_set_timing(-1, 0, -1);
+	port = srv_start(SRV_LEN, NULL, "");
+	v = jwks_verifier("http://127.0.0.1", port);
+	for (i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		write_file(jwks_doc, docs[i]);
+		r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+		ck_assert_msg(r == AUTH_INVALID, "doc %zu accepted", i);
+	}
+	/* the server keeps serving bad docs: the verifier keeps answering */
+	ck_assert_int_ge(srv_count(), (int)(sizeof(docs) / sizeof(docs[0])));
+	auth_verifier_free(v);
+	buf_free(&why);
+	srv_stop();
+}
+END_TEST
+
+/* Every malformed JWK is skipped; the good one next to them still works. */
+START_TEST(test_jwks_malformed_keys)
+{
+	static const char *const bad[] = {
+		"{\"kty\":\"RSA\",\"kid\":\"a\"}",
+		"{\"kty\":\"RSA\",\"kid\":\"a\",\"n\":\"!!!\",\"e\":\"AQAB\"}",
+		"{\"kty\":\"RSA\",\"kid\":\"a\",\"n\":\"AQAB\",\"e\":\"AQAB\"}",
+		"{\"kty\":\"RSA\",\"kid\":\"a\",\"n\":5,\"e\":\"AQAB\"}",
+		"{\"kty\":\"EC\",\"kid\":\"a\",\"crv\":\"P-192\",\"x\":\"AQAB\",\"y\":\"AQAB\"}",
+		"{\"kty\":\"EC\",\"kid\":\"a\",\"crv\":\"P-256\",\"x\":\"AQAB\",\"y\":\"AQAB\"}",
+		"{\"kty\":\"EC\",\"kid\":\"a\",\"crv\":\"P-256\","
+		"\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+		"\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\"}",
+		"{\"kty\":\"OKP\",\"kid\":\"a\",\"crv\":\"X25519\",\"x\":\"AQAB\"}",
+		"{\"kty\":\"OKP\",\"kid\":\"a\",\"crv\":\"Ed25519\",\"x\":\"AQAB\"}",
+		"{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"AQAB\"}",
+		"{\"kid\":\"a\"}",
+		"{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}",
+		"{\"kty\":\"OKP\",\"kid\":\"a\",\"use\":\"enc\",\"crv\":\"Ed25519\",\"x\":\"AQAB\"}",
+		"{\"kty\":\"OKP\",\"kid\":\"a\",\"alg\":7,\"crv\":\"Ed25519\",\"x\":\"AQAB\"}",
+		"{\"kty\":[],\"kid\":{}}",
+		"42",
+	};
+	struct jwks *j;
+	struct buf d = BUF_INIT, err = BUF_INIT;
+	size_t i;
+
+	j = jwks_new("http://127.0.0.1:1/", &err);
+	ck_assert(j != NULL);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		buf_reset(&d);
+		buf_printf(&d, "{\"keys\":[%s]}", bad[i]);
+		ck_assert_msg(jwks_load(j, d.data, d.len, &err) == 0, "key %zu loaded", i);
+	}
+	ck_assert_int_eq(jwks_load(j, "{\"keys\":[", 9, &err), -1);
+	ck_assert(strstr(buf_cstr(&err), "not JSON") != NULL);
+	buf_reset(&d);
+	buf_puts(&d, "{\"keys\":[");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		buf_printf(&d, "%s,", bad[i]);
+	jwk_append(&d, ed_key, "a", "EdDSA");
+	buf_puts(&d, "]}");
+	ck_assert_int_eq(jwks_load(j, d.data, d.len, &err), 1);
+	ck_assert(jwks_lookup(j, "a", NULL) != NULL);
+	jwks_free(j);
+	buf_free(&d);
+	buf_free(&err);
+}
+END_TEST
+
+START_TEST(test_jwks_unreachable)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	struct auth_verifier *v;
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+	int fd, port;
+	char *doc;
+
+	/* a port nobody listens on */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	ck_assert(getsockname(fd, (struct sockaddr *)&sin, &sl) == 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	jwks_set_timing(-1, 0, 300);
+	v = jwks_verifier("http://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "unavailable");
+	ASSERT_INVALID(r, &why, "Connection refused");
+	auth_verifier_free(v);
+
+	/* accepts, never answers: timeout, then one retry */
+	doc = std_doc();
+	port = srv_start(SRV_HANG, NULL, doc);
+	v = jwks_verifier("http://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "timed out");
+	ck_assert_int_eq(srv_count(), 2);
+	auth_verifier_free(v);
+	srv_stop();
+
+	/* 404 and a truncated body */
+	port = srv_start(SRV_404, NULL, doc);
+	v = jwks_verifier("http://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "404");
+	auth_verifier_free(v);
+	srv_stop();
+	port = srv_start(SRV_TRUNCATED, NULL, doc);
+	v = jwks_verifier("http://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "truncated");
+	auth_verifier_free(v);
+	srv_stop();
+	free(doc);
+	buf_free(&why);
+}
+END_TEST
+
+START_TEST(test_jwks_https)
+{
+	char *doc = std_doc();
+	char certfile[64];
+	struct auth_verifier *v;
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+	FILE *f;
+	int port;
+
+	snprintf(certfile, sizeof(certfile), "/tmp/check_auth_ca.%d", (int)getpid());
+	f = fopen(certfile, "w");
+	ck_assert(f != NULL);
+	ck_assert(PEM_write_X509(f, srv_cert) == 1);
+	fclose(f);
+	setenv("SSL_CERT_FILE", certfile, 1);
+	setenv("SSL_CERT_DIR", "/nonexistent", 1);
+
+	port = srv_start(SRV_TLS, srv_cert, doc);
+	v = jwks_verifier("https://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "https IP: %s", buf_cstr(&why));
+	auth_verifier_free(v);
+	v = jwks_verifier("https://localhost", port);
+	r = jconn(v, tok_ed(ed_key, KHDR("EdDSA", "d1"), JCLAIMS), &why);
+	ck_assert_msg(r == AUTH_OK, "https localhost: %s", buf_cstr(&why));
+	auth_verifier_free(v);
+	srv_stop();
+
+	/* trusted certificate, wrong name */
+	port = srv_start(SRV_TLS, srv_cert_other, doc);
+	f = fopen(certfile, "w");
+	ck_assert(PEM_write_X509(f, srv_cert_other) == 1);
+	fclose(f);
+	v = jwks_verifier("https://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "certificate verification failed");
+	auth_verifier_free(v);
+	srv_stop();
+
+	/* untrusted certificate */
+	port = srv_start(SRV_TLS, srv_cert, doc);
+	v = jwks_verifier("https://127.0.0.1", port);
+	r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+	ASSERT_INVALID(r, &why, "certificate verification failed");
+	auth_verifier_free(v);
+	srv_stop();
+	unlink(certfile);
+	free(doc);
+	buf_free(&why);
+}
+END_TEST
+
+START_TEST(test_jwks_endpoint_errors)
+{
+	static const char *const bad[] = {
+		"ftp://example.com/jwks", "http://", "http:///jwks", "http://h:0/",
+		"http://h:99999/", "http://h:12x/", "http://[::1/jwks", "http://u@h/",
+		"example.com/jwks", "http://h/a b",
+	};
+	struct auth_keys k = { 0 };
+	struct buf err = BUF_INIT, why = BUF_INIT;
+	struct auth_verifier *v;
+	size_t i;
+
+	k.jwks_public_endpoint = "https://{{tenant}}.example.com/jwks";
+	v = auth_verifier_new(&k, &err);
+	ck_assert(v == NULL);
+	ck_assert_msg(strstr(buf_cstr(&err), "jwks_public_endpoint") != NULL &&
+		strstr(err.data, "POSIX") != NULL, "%s", err.data);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		buf_reset(&err);
+		k.jwks_public_endpoint = bad[i];
+		v = auth_verifier_new(&k, &err);
+		ck_assert_msg(v == NULL, "accepted %s", bad[i]);
+		ck_assert_msg(strncmp(buf_cstr(&err), "jwks_public_endpoint: ", 22) == 0,
+			"%s", err.data);
+	}
+	/* accepted forms; static keys are ignored, even broken ones */
+	buf_reset(&err);
+	k.jwks_public_endpoint = "http://[::1]:8080/.well-known/jwks.json?x=1";
+	k.rsa_public_key = "not a key";
+	k.hmac_secret_key = SECRET;
+	v = auth_verifier_new(&k, &err);
+	ck_assert_msg(v != NULL, "%s", buf_cstr(&err));
+	ck_assert_uint_eq(err.len, 0);
+	ck_assert_int_eq(jconn(v, tok_hs(256, SECRET, HDR("HS256"), JCLAIMS), &why), AUTH_INVALID);
+	auth_verifier_free(v);
+	k.jwks_public_endpoint = "https://example.com";
+	v = mkv(&k);
+	auth_verifier_free(v);
+	/* without JWKS, EdDSA is a disabled alg */
+	k.jwks_public_endpoint = NULL;
+	k.rsa_public_key = NULL;
+	v = mkv(&k);
+	ck_assert_int_eq(jconn(v, tok_ed(ed_key, KHDR("EdDSA", "d1"), JCLAIMS), &why),
+		AUTH_INVALID);
+	auth_verifier_free(v);
+	buf_free(&err);
+	buf_free(&why);
+}
+END_TEST
+
+/* Self-signed certificate for the TLS server, names in its SAN. */
+static X509 *
+make_cert(const char *cn, const char *san)
+{
+	X509 *x = X509_new();
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 2);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, rsa_key);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+		(const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+	REQUIRE(ext != NULL);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints, "critical,CA:TRUE");
+	REQUIRE(ext != NULL);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	REQUIRE(X509_sign(x, rsa_key, EVP_sha256()) > 0);
+	return x;
+}
+
 static Suite *
 auth_suite(void)
 {
@@ -1156,6 +1931,19 @@ auth_suite(void)
 	tcase_add_test(tc, test_mutations);
 	tcase_add_test(tc, test_result_names);
 	suite_add_tcase(s, tc);
+
+	tc = tcase_create("jwks");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_jwks_rsa_ec_ed);
+	tcase_add_test(tc, test_jwks_kid_and_alg);
+	tcase_add_test(tc, test_jwks_rotation);
+	tcase_add_test(tc, test_jwks_rate_limit);
+	tcase_add_test(tc, test_jwks_malformed_documents);
+	tcase_add_test(tc, test_jwks_malformed_keys);
+	tcase_add_test(tc, test_jwks_unreachable);
+	tcase_add_test(tc, test_jwks_https);
+	tcase_add_test(tc, test_jwks_endpoint_errors);
+	suite_add_tcase(s, tc);
 	return s;
 }
 
@@ -1168,7 +1956,10 @@ main(void)
 	rsa_key = EVP_RSA_gen(2048);
 	ec256_key = EVP_EC_gen("P-256");
 	ec384_key = EVP_EC_gen("P-384");
-	if (rsa_key == NULL || ec256_key == NULL || ec384_key == NULL) {
+	rsa2_key = EVP_RSA_gen(2048);
+	ed_key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	if (rsa_key == NULL || ec256_key == NULL || ec384_key == NULL || rsa2_key == NULL ||
+	    ed_key == NULL) {
 		fprintf(stderr, "check_auth: key generation failed\n");
 		return 1;
 	}
@@ -1178,6 +1969,9 @@ main(void)
 	ec256_pub = pem_pub(ec256_key);
 	ec256_priv = pem_priv(ec256_key);
 	ec384_pub = pem_pub(ec384_key);
+	srv_cert = make_cert("jwks test", "IP:127.0.0.1,DNS:localhost");
+	srv_cert_other = make_cert("jwks other", "DNS:example.com");
+	signal(SIGPIPE, SIG_IGN);
 
 	sr = srunner_create(auth_suite());
 	srunner_run_all(sr, CK_NORMAL);
@@ -1187,6 +1981,10 @@ main(void)
 	EVP_PKEY_free(rsa_key);
 	EVP_PKEY_free(ec256_key);
 	EVP_PKEY_free(ec384_key);
+	EVP_PKEY_free(rsa2_key);
+	EVP_PKEY_free(ed_key);
+	X509_free(srv_cert);
+	X509_free(srv_cert_other);
 	free(rsa_pub);
 	free(rsa_priv);
 	free(rsa_cert);
