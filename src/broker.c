@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -59,6 +60,13 @@ struct presence_entry {
 	uint32_t user_len, conn_info_len, chan_info_len;
 };
 
+/* Per-worker counts of one key (a channel's subscribers, a user's
+ * connections); total is their sum. */
+struct counts {
+	uint64_t total;
+	uint32_t per_worker[];
+};
+
 /* A reply that did not fit in a full reply ring yet. */
 struct pending_reply {
 	struct pending_reply *next;
@@ -72,6 +80,9 @@ struct broker {
 	struct event *retry_ev;
 	struct htab streams;
 	struct htab presence;                 /* channel -> htab of client -> entry */
+	struct htab interest;                 /* channel -> struct counts: subscribers */
+	struct htab users;                    /* user -> struct counts: connections */
+	uint64_t nclients, nsubs;
 	struct event *check_ev;
 	pid_t *worker_pids;                   /* last pid seen alive per worker */
 	struct ring_cursor *req_cursors;
@@ -428,6 +439,8 @@ broker_presence_remove(const char *channel, size_t len, const char *client, size
 	}
 }
 
+static void counts_forget(struct htab *t, unsigned w, uint64_t *sum);
+
 /* A worker is gone: its clients leave every channel. */
 static void
 broker_forget_worker(unsigned w)
@@ -463,6 +476,8 @@ broker_forget_worker(unsigned w)
 		broker_presence_remove(c, cl, k, kl, 1);
 	}
 	buf_free(&keys);
+	counts_forget(&broker.interest, w, &broker.nsubs);
+	counts_forget(&broker.users, w, &broker.nclients);
 }
 
 static void
@@ -576,6 +591,165 @@ broker_unsubscribe(unsigned w, const struct msg *req)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Node registries: subscribers per channel, connections per user      */
+
+/* Adds delta to key's count for worker w; returns the new total, and
+ * removes the key at zero.  *total_out tracks the registry's sum. */
+static uint64_t
+counts_add(struct htab *t, const char *key, size_t len, unsigned w, int64_t delta,
+    uint64_t *sum)
+{
+	struct counts *c = htab_get(t, key, len);
+
+	if (c == NULL) {
+		if (delta <= 0)
+			return 0;
+		c = xcalloc(1, sizeof(*c) + heritage.nworkers * sizeof(c->per_worker[0]));
+		htab_put(t, key, len, c);
+	}
+	if (delta < 0 && (uint64_t)-delta > c->per_worker[w])
+		delta = -(int64_t)c->per_worker[w];
+	c->per_worker[w] = (uint32_t)((int64_t)c->per_worker[w] + delta);
+	c->total = (uint64_t)((int64_t)c->total + delta);
+	*sum = (uint64_t)((int64_t)*sum + delta);
+	if (c->total == 0) {
+		uint64_t left = 0;
+		htab_del(t, key, len);
+		free(c);
+		return left;
+	}
+	return c->total;
+}
+
+/* Drops everything worker w had counted in t. */
+static void
+counts_forget(struct htab *t, unsigned w, uint64_t *sum)
+{
+	struct buf keys = BUF_INIT;
+	size_t it;
+	struct htab_entry *e;
+
+	for (e = htab_first(t, &it); e; e = htab_next(t, &it, e)) {
+		struct counts *c = e->value;
+		if (c->per_worker[w] == 0)
+			continue;
+		buf_append(&keys, &e->klen, sizeof(e->klen));
+		buf_append(&keys, e->key, e->klen);
+	}
+	for (size_t off = 0; off < keys.len;) {
+		uint32_t kl;
+		struct counts *c;
+		memcpy(&kl, keys.data + off, sizeof(kl));
+		c = htab_get(t, keys.data + off + sizeof(kl), kl);
+		if (c)
+			counts_add(t, keys.data + off + sizeof(kl), kl, w, -(int64_t)c->per_worker[w], sum);
+		off += sizeof(kl) + kl;
+	}
+	buf_free(&keys);
+}
+
+static void
+counts_free(struct htab *t)
+{
+	size_t it;
+	struct htab_entry *e;
+
+	for (e = htab_first(t, &it); e; e = htab_next(t, &it, e))
+		free(e->value);
+	htab_free(t);
+}
+
+static void
+broker_conn(unsigned w, const struct msg *req)
+{
+	struct msg res = { .type = MSG_CONN_RESULT, .req_id = req->req_id };
+	struct counts *c = htab_get(&broker.users, req->user.p, req->user.len);
+
+	if (req->req_id && req->limit > 0 && req->since > 0 && c && c->total >= req->since) {
+		res.error = 3504;       /* connection limit */
+	} else {
+		counts_add(&broker.users, req->user.p, req->user.len, w, req->limit, &broker.nclients);
+	}
+	if (req->req_id) {
+		buf_reset(&broker.out);
+		msg_encode(&res, &broker.out);
+		broker_reply(w, &broker.out);
+	}
+}
+
+/* Re-encodes a decoded record (with its items) into the fan-out ring. */
+static void
+broker_forward(const struct msg *m)
+{
+	struct msg copy = *m;
+	struct msg_str *items = xcalloc(m->nitems ? m->nitems : 1, sizeof(*items));
+	size_t pos = 0;
+
+	for (uint32_t i = 0; i < m->nitems; i++)
+		msg_item_next(m, &pos, &items[i]);
+	copy.items = items;
+	broker_fanout(&copy);
+	free(items);
+}
+
+static void
+broker_channels(unsigned w, const struct msg *req)
+{
+	struct msg res = { .type = MSG_CHANNELS_RESULT, .req_id = req->req_id };
+	struct msg_str *items = xcalloc(2 * broker.interest.count + 1, sizeof(*items));
+	char (*nums)[24] = xcalloc(broker.interest.count + 1, sizeof(*nums));
+	size_t it, n = 0;
+	struct htab_entry *e;
+
+	for (e = htab_first(&broker.interest, &it); e; e = htab_next(&broker.interest, &it, e)) {
+		struct counts *c = e->value;
+		int len = snprintf(nums[n], sizeof(nums[n]), "%llu", (unsigned long long)c->total);
+		items[2 * n] = (struct msg_str){ e->key, e->klen };
+		items[2 * n + 1] = (struct msg_str){ nums[n], (uint32_t)len };
+		n++;
+	}
+	res.items = items;
+	res.nitems = (uint32_t)(2 * n);
+	buf_reset(&broker.out);
+	msg_encode(&res, &broker.out);
+	broker_reply(w, &broker.out);
+	free(items);
+	free(nums);
+}
+
+static void
+broker_stats(unsigned w, const struct msg *req)
+{
+	struct msg res = { .type = MSG_STATS_RESULT, .req_id = req->req_id };
+
+	res.num_clients = (uint32_t)broker.nclients;
+	res.num_users = (uint32_t)(broker.users.count - (htab_get(&broker.users, "", 0) != NULL));
+	res.offset = broker.interest.count;
+	res.since = broker.nsubs;
+	buf_reset(&broker.out);
+	msg_encode(&res, &broker.out);
+	broker_reply(w, &broker.out);
+}
+
+static void
+broker_history_remove(unsigned w, const struct msg *req)
+{
+	struct msg res = { .type = MSG_HISTORY_RESULT, .req_id = req->req_id };
+	struct stream *s = htab_get(&broker.streams, req->channel.p, req->channel.len);
+
+	if (s) {
+		/* Keep the position (top, epoch): subscribers stay consistent. */
+		for (size_t i = 0; i < s->count; i++)
+			sbuf_unref(s->entries[(s->head + i) % s->cap].rec);
+		s->head = 0;
+		s->count = 0;
+	}
+	buf_reset(&broker.out);
+	msg_encode(&res, &broker.out);
+	broker_reply(w, &broker.out);
+}
+
 /* Once a second: a worker that died since takes its clients out of
  * presence, even before its replacement says hello. */
 static void
@@ -621,6 +795,24 @@ broker_handle(unsigned w, const struct buf *rec)
 		break;
 	case MSG_PRESENCE:
 		broker_presence_query(w, &m);
+		break;
+	case MSG_INTEREST:
+		counts_add(&broker.interest, m.channel.p, m.channel.len, w, m.limit, &broker.nsubs);
+		break;
+	case MSG_CONN:
+		broker_conn(w, &m);
+		break;
+	case MSG_CONTROL:
+		broker_forward(&m);
+		break;
+	case MSG_CHANNELS:
+		broker_channels(w, &m);
+		break;
+	case MSG_STATS:
+		broker_stats(w, &m);
+		break;
+	case MSG_HISTORY_REMOVE:
+		broker_history_remove(w, &m);
 		break;
 	case MSG_PUBLISH:
 		broker_publish(w, &m);
@@ -698,6 +890,8 @@ broker_main(void)
 		log_fatal("event_base_new failed");
 	htab_init(&broker.streams);
 	htab_init(&broker.presence);
+	htab_init(&broker.interest);
+	htab_init(&broker.users);
 	broker.worker_pids = xcalloc(heritage.nworkers, sizeof(*broker.worker_pids));
 	buf_init(&broker.rec);
 	buf_init(&broker.out);
@@ -729,6 +923,7 @@ broker_main(void)
 		struct msg start = { .type = MSG_BROKER_START, .generation = heritage.generation };
 		broker_fanout(&start);
 	}
+	atomic_store(&shm_slot(heritage.shm, heritage.nworkers)->pid, (int32_t)getpid());
 	broker_drain();
 	ipc_child_ready();
 	log_info("ready, serving %u workers", heritage.nworkers);
@@ -747,6 +942,8 @@ broker_main(void)
 		free(clients);
 	}
 	htab_free(&broker.presence);
+	counts_free(&broker.interest);
+	counts_free(&broker.users);
 	free(broker.worker_pids);
 	free(broker_items);
 	event_free(broker.check_ev);

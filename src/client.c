@@ -25,6 +25,7 @@
 #include "client.h"
 #include "codec.h"
 #include "config.h"
+#include "heritage.h"
 #include "htab.h"
 #include "hub.h"
 #include "json.h"
@@ -32,6 +33,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "proto.h"
+#include "shm.h"
 #include "wheel.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -87,6 +89,7 @@ struct client {
 	struct wheel_node timer;
 	uint32_t refs;                 /* the transport + requests in flight */
 	unsigned connect_failed:1;     /* connect answered with an error */
+	unsigned counted:1;            /* the broker counts this connection */
 	unsigned ping_outstanding:1;   /* a ping was sent and not answered */
 	unsigned fmt:1;                /* enum codec_format */
 	uint64_t stale_at;             /* monotonic ms deadlines, 0 = none */
@@ -146,6 +149,7 @@ static struct client_globals g;
 
 static void client_schedule(struct client *c);
 static void client_disconnect(struct client *c, uint32_t code);
+static void client_disconnect_reason(struct client *c, uint32_t code, const char *reason);
 static void client_connect_free(struct client *c);
 static void client_subs_expire(struct client *c, uint64_t now);
 static void client_subs_deadline(struct client *c);
@@ -266,6 +270,7 @@ client_new(struct conn *conn, const struct loop_ws_info *info)
 	c->conn = conn;
 	c->refs = 1;
 	c->fmt = info->protobuf ? CODEC_PROTOBUF : CODEC_JSON;
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->connections_accepted, 1);
 	loop_conn_set_binary(conn, codecs[c->fmt].binary);
 	wheel_node_init(&c->timer, client_timer_fire);
 	c->next = g.all;
@@ -281,6 +286,37 @@ client_new(struct conn *conn, const struct loop_ws_info *info)
 		c->stale_at = wheel_now_ms() + (uint64_t)g.cfg->client_stale_close_delay;
 	client_schedule(c);
 	return c;
+}
+
+/* Keeps the broker's count of the channel's subscribers (channels, info). */
+static void
+client_interest(const char *ch, size_t len, int delta)
+{
+	struct msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_INTEREST;
+	m.channel = (struct msg_str){ ch, (uint32_t)len };
+	m.limit = delta;
+	worker_send(&m);
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->subscriptions,
+	    (uint64_t)(int64_t)delta);
+}
+
+/* Keeps the broker's count of the user's connections (info, limits). */
+static void
+client_conn_count(struct client *c, int delta)
+{
+	struct msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = MSG_CONN;
+	m.has_info = 1;
+	m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
+	m.limit = delta;
+	worker_send(&m);
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->connections,
+	    (uint64_t)(int64_t)delta);
 }
 
 /* Tells the broker the subscription ended (presence, leave), unlinks it
@@ -302,6 +338,11 @@ client_sub_end(struct client *c, struct client_sub *s)
 		m.chan_info = (struct msg_str){ s->chan_info, (uint32_t)s->chan_info_len };
 		m.flags = (s->presence ? MSG_F_PRESENCE : 0) | (s->join_leave ? MSG_F_JOIN_LEAVE : 0);
 		worker_send(&m);
+	}
+	{
+		size_t len;
+		const char *ch = hub_sub_channel(&s->hs, &len);
+		client_interest(ch, len, -1);
 	}
 	hub_remove(worker_hub(), &s->hs);
 	free(s->chan_info);
@@ -336,6 +377,9 @@ client_on_closed(struct client *c)
 	ASSERT(c->magic == CLIENT_MAGIC);
 	wheel_disarm(&c->timer);
 	client_unsubscribe_all(c);
+	if (c->counted)
+		client_conn_count(c, -1);
+	c->counted = 0;
 	c->state = CLIENT_CLOSED;
 	c->conn = NULL;
 	if (c->prev)
@@ -365,8 +409,13 @@ client_count(void)
 static void
 client_disconnect(struct client *c, uint32_t code)
 {
-	const char *reason = proto_disconnect_reason(code);
+	client_disconnect_reason(c, code, proto_disconnect_reason(code));
+}
 
+/* Same with a reason of the caller's (server API disconnect). */
+static void
+client_disconnect_reason(struct client *c, uint32_t code, const char *reason)
+{
 	if (c->state >= CLIENT_CLOSING)
 		return;
 	log_debug("client %s (%s) disconnected: %u %s", c->id, client_state_names[c->state],
@@ -917,6 +966,10 @@ client_connect_finish(struct client *c, uint32_t id, struct proto_connect_result
 	const struct config *cfg = g.cfg;
 
 	c->state = CLIENT_CONNECTED;
+	if (!c->counted) {
+		client_conn_count(c, 1);
+		c->counted = 1;
+	}
 	buf_reset(&g.out);
 	codecs[c->fmt].connect_result(&g.out, id, res);
 	if (client_send_out(c) != 0)
@@ -1053,6 +1106,32 @@ client_server_sub_done(void *arg, const struct msg *m)
 	free(r);
 }
 
+static void
+client_conn_limit_done(void *arg, const struct msg *m)
+{
+	struct client *c = arg;
+
+	if (c->cw && c->state == CLIENT_CONNECTING) {
+		if (m == NULL) {
+			client_disconnect(c, PROTO_DISCONNECT_SERVER_ERROR);
+		} else if (m->error) {
+			client_disconnect(c, PROTO_DISCONNECT_CONNECTION_LIMIT);
+		} else {
+			atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->connections, 1);
+			c->counted = 1;
+			if (--c->cw->pending == 0)
+				client_connect_complete(c);
+		}
+	} else if (m && !m->error) {
+		/* Gone meanwhile: give the slot back. */
+		c->counted = 1;
+		client_conn_count(c, -1);
+		atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->connections, 1);
+		c->counted = 0;
+	}
+	client_unref(c);
+}
+
 /* Adds a subscription of c to channel (linked in the hub; pending when it
  * waits for a stream position). */
 static struct client_sub *
@@ -1076,6 +1155,7 @@ client_sub_add(struct client *c, const char *ch, size_t len, char *chan_info, si
 	}
 	c->subs[c->nsubs++] = s;
 	hub_add(worker_hub(), ch, len, &s->hs);
+	client_interest(ch, len, 1);
 	return s;
 }
 
@@ -1119,6 +1199,7 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 	size_t n = claims->n_subs ? claims->n_subs : claims->n_channels, total;
 	char *personal = NULL;
 	struct client_connect *cw;
+	int limit;
 
 	if (cfg->client_subscribe_to_user_personal_channel_enabled && !client_is_anonymous(c)) {
 		struct buf b = BUF_INIT;
@@ -1129,7 +1210,8 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 		personal = buf_steal(&b, NULL);
 	}
 	total = n + (personal != NULL);
-	if (total == 0) {
+	limit = cfg->client_user_connection_limit > 0 && !client_is_anonymous(c);
+	if (total == 0 && !limit) {
 		client_connect_finish(c, cmd->id, res);
 		return;
 	}
@@ -1141,8 +1223,22 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 	cw = xcalloc(1, sizeof(*cw));
 	cw->id = cmd->id;
 	cw->res = *res;
-	cw->ss = xcalloc(total, sizeof(*cw->ss));
+	cw->ss = xcalloc(total ? total : 1, sizeof(*cw->ss));
 	c->cw = cw;
+	if (limit) {
+		/* The broker counts the user's connections on the whole node and
+		 * refuses one over client.user_connection_limit. */
+		struct msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_CONN;
+		m.has_info = 1;
+		m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
+		m.limit = 1;
+		m.since = (uint64_t)cfg->client_user_connection_limit;
+		cw->pending++;
+		c->refs++;
+		worker_request(&m, client_conn_limit_done, c);
+	}
 	for (size_t i = 0; i < total; i++) {
 		const struct auth_sub_claim *sc = claims->n_subs && i < n ? &claims->subs[i] : NULL;
 		const char *ch = i == n ? personal : sc ? sc->channel : claims->channels[i];
@@ -1900,6 +1996,7 @@ client_on_message(struct client *c, const char *data, size_t len, int binary)
 	ASSERT(c->magic == CLIENT_MAGIC);
 	if (c->state >= CLIENT_CLOSING)
 		return;
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->messages_received, 1);
 	if (c->cw) {
 		uint32_t n = (uint32_t)len;
 		buf_append(&c->cw->backlog, &n, 4);
@@ -1907,4 +2004,205 @@ client_on_message(struct client *c, const char *data, size_t len, int binary)
 		return;
 	}
 	client_process(c, data, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* Server API commands for sessions (MSG_CONTROL)                      */
+
+static int
+client_str_eq(const char *s, struct msg_str m)
+{
+	return strlen(s) == m.len && memcmp(s, m.p, m.len) == 0;
+}
+
+/* A positioned server-side subscription made by the server API is placed. */
+static void
+client_api_sub_done(void *arg, const struct msg *res)
+{
+	struct client_req *r = arg;
+	struct client *c = r->c;
+	struct proto_subscribe_result sr;
+	struct proto_push push;
+	struct client_sub *s;
+	uint32_t idx;
+
+	s = client_find_sub(c, (struct proto_span){ r->channel, r->channel_len }, &idx);
+	if (c->state != CLIENT_CONNECTED || s == NULL || s->hs.state != HUB_SUB_PENDING)
+		goto out;
+	if (res == NULL) {
+		c->subs[idx] = c->subs[--c->nsubs];
+		client_sub_end(c, s);
+		goto out;
+	}
+	memset(&sr, 0, sizeof(sr));
+	sr.positioned = 1;
+	sr.recoverable = r->recoverable;
+	sr.epoch = (struct proto_span){ res->epoch.p, res->epoch.len };
+	sr.offset = res->offset;
+	sr.data = (struct proto_span){ r->data, r->data_len };
+	memset(&push, 0, sizeof(push));
+	push.type = PROTO_PUSH_SUBSCRIBE;
+	push.channel = (struct proto_span){ r->channel, r->channel_len };
+	push.subscribe = &sr;
+	buf_reset(&g.out);
+	codecs[c->fmt].push(&g.out, &push);
+	if (client_send_out(c) != 0)
+		goto out;
+	s->hs.offset = res->offset;
+	if (res->epoch.len <= HUB_EPOCH_MAX) {
+		memcpy(s->hs.epoch, res->epoch.p, res->epoch.len);
+		s->hs.epoch[res->epoch.len] = '\0';
+	}
+	if (r->recover && (res->flags & MSG_F_RECOVERED)) {
+		/* Missed publications follow the subscribe push, in order. */
+		size_t n = client_pubs_of(res);
+		for (size_t i = 0; i < n; i++) {
+			memset(&push, 0, sizeof(push));
+			push.type = PROTO_PUSH_PUB;
+			push.channel = (struct proto_span){ r->channel, r->channel_len };
+			push.pub = &client_pubs[i];
+			buf_reset(&g.out);
+			codecs[c->fmt].push(&g.out, &push);
+			if (client_send_out(c) != 0)
+				goto out;
+		}
+	}
+	s->hs.state = HUB_SUB_ACTIVE;
+out:
+	client_req_free(r);
+}
+
+static void
+client_api_subscribe(struct client *c, const struct msg *m)
+{
+	struct proto_span ch = { m->channel.p, m->channel.len };
+	const struct chan_opts *o;
+	struct client_sub *s;
+	int unknown = 0, recover, positioned;
+
+	if (client_find_sub(c, ch, NULL) || c->nsubs >= (uint32_t)g.cfg->client_channel_limit)
+		return;
+	if ((o = config_chan_opts(g.cfg, ch.p, ch.len, &unknown)) == NULL)
+		return;
+	recover = client_has_history(o) && o->force_recovery;
+	positioned = client_has_history(o) && (recover || o->force_positioning ||
+	    (m->flags & MSG_F_RECOVER));
+	s = client_sub_add(c, ch.p, ch.len,
+	    m->chan_info.len ? xmemdup(m->chan_info.p, m->chan_info.len) : NULL, m->chan_info.len,
+	    o->presence, o->join_leave, o->force_push_join_leave, positioned);
+	s->server_side = 1;
+	if (m->since)
+		s->expire_at = client_sub_deadline((int64_t)m->since);
+	if (positioned) {
+		struct client_req *r = client_req_new(c, 0, PROTO_CMD_SUBSCRIBE);
+		r->channel = xstrndup(ch.p, ch.len);
+		r->channel_len = ch.len;
+		r->recover = (m->flags & MSG_F_RECOVER) != 0;
+		r->recoverable = recover;
+		r->offset = m->offset;
+		if (m->data.len) {
+			r->data = xmemdup(m->data.p, m->data.len);
+			r->data_len = m->data.len;
+		}
+		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0),
+		    m->offset, (struct proto_span){ m->epoch.p, m->epoch.len }, client_api_sub_done, r);
+	} else {
+		struct proto_subscribe_result sr;
+		struct proto_push push;
+		memset(&sr, 0, sizeof(sr));
+		sr.data = (struct proto_span){ m->data.p, m->data.len };
+		memset(&push, 0, sizeof(push));
+		push.type = PROTO_PUSH_SUBSCRIBE;
+		push.channel = ch;
+		push.subscribe = &sr;
+		buf_reset(&g.out);
+		codecs[c->fmt].push(&g.out, &push);
+		client_send_out(c);
+		client_sub_announce(c, s, o, 0, 0, PROTO_SPAN_NULL, NULL, NULL);
+	}
+	client_subs_deadline(c);
+	client_schedule(c);
+}
+
+static void
+client_api_unsubscribe(struct client *c, const struct msg *m)
+{
+	struct proto_span ch = { m->channel.p, m->channel.len };
+	struct client_sub *s;
+	struct proto_push push;
+	uint32_t idx;
+
+	if ((s = client_find_sub(c, ch, &idx)) == NULL)
+		return;
+	c->subs[idx] = c->subs[--c->nsubs];
+	client_sub_end(c, s);
+	memset(&push, 0, sizeof(push));
+	push.type = PROTO_PUSH_UNSUBSCRIBE;
+	push.channel = ch;
+	push.code = PROTO_UNSUB_SERVER;
+	push.reason = proto_span_str(proto_unsub_reason(PROTO_UNSUB_SERVER));
+	buf_reset(&g.out);
+	codecs[c->fmt].push(&g.out, &push);
+	client_send_out(c);
+}
+
+static void
+client_api_refresh(struct client *c, const struct msg *m)
+{
+	if (m->flags & MSG_CTL_EXPIRED) {
+		client_disconnect(c, PROTO_DISCONNECT_EXPIRED);
+		return;
+	}
+	if (m->flags & MSG_CTL_HAS_INFO) {
+		free(c->info);
+		c->info = m->conn_info.len ? xmemdup(m->conn_info.p, m->conn_info.len) : NULL;
+		c->info_len = m->conn_info.len;
+	}
+	if (m->since) {
+		c->exp = (int64_t)m->since;
+		c->expire_at = client_expire_deadline(c->exp);
+		client_schedule(c);
+	}
+}
+
+void
+client_control(const struct msg *m)
+{
+	uint32_t op = m->flags & MSG_CTL_OP_MASK;
+
+	for (struct client *c = g.all, *next; c; c = next) {
+		next = c->next;
+		if (c->state != CLIENT_CONNECTED || !client_str_eq(c->user, m->user))
+			continue;
+		if (m->client.len && !client_str_eq(c->id, m->client))
+			continue;
+		switch (op) {
+		case MSG_CTL_DISCONNECT: {
+			size_t pos = 0;
+			struct msg_str w;
+			int keep = 0;
+			while (msg_item_next(m, &pos, &w) == 1)
+				keep |= client_str_eq(c->id, w);
+			if (!keep) {
+				char reason[128];
+				size_t n = m->data.len < sizeof(reason) - 1 ? m->data.len : sizeof(reason) - 1;
+				memcpy(reason, m->data.p, n);
+				reason[n] = '\0';
+				client_disconnect_reason(c, m->error, reason);
+			}
+			break;
+		}
+		case MSG_CTL_SUBSCRIBE:
+			client_api_subscribe(c, m);
+			break;
+		case MSG_CTL_UNSUBSCRIBE:
+			client_api_unsubscribe(c, m);
+			break;
+		case MSG_CTL_REFRESH:
+			client_api_refresh(c, m);
+			break;
+		default:
+			break;
+		}
+	}
 }

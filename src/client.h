@@ -29,6 +29,9 @@ void client_on_closed(struct client *c);
 void client_close_all(uint16_t code, const char *reason);
 /* The worker lost fan-out records: sessions may have missed publications. */
 void client_fanout_overrun(void);
+struct msg;
+/* A server API command for the sessions of a user (MSG_CONTROL). */
+void client_control(const struct msg *m);
 /* The broker restarted: every stream position held by a session is void. */
 void client_positions_lost(void);
 struct conn *client_conn(const struct client *c);

@@ -11,12 +11,14 @@
 #include "buf.h"
 #include "client.h"
 #include "codec.h"
+#include "heritage.h"
 #include "htab.h"
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
 #include "msg.h"
 #include "proto.h"
+#include "shm.h"
 #include "xmalloc.h"
 
 struct hub_chan {
@@ -233,6 +235,7 @@ hub_deliver(struct hub *h, const struct msg *m)
 	struct hub_chan *ch = htab_get(&h->chans, m->channel.p, m->channel.len);
 	struct sbuf *frames[CODEC_COUNT] = { NULL };
 	int is_pub = m->type == MSG_PUB;
+	uint64_t sent = 0;
 	int binary = (m->flags & MSG_F_BINARY) != 0;
 
 	if (ch == NULL)
@@ -259,8 +262,12 @@ hub_deliver(struct hub *h, const struct msg *m)
 					continue;
 			}
 		}
-		loop_conn_send(client_conn(s->client), hub_frame(h, frames, s->fmt, m));
+		if (loop_conn_send(client_conn(s->client), hub_frame(h, frames, s->fmt, m)) == 0)
+			sent++;
 	}
+	/* One shared counter update per publication, not per subscriber. */
+	if (sent)
+		atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->messages_sent, sent);
 	for (int f = 0; f < CODEC_COUNT; f++)
 		sbuf_unref(frames[f]);
 	/* Now the member array may change. */

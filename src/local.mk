@@ -29,6 +29,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/jwks.c src/jwks.h \
 	src/log.c src/log.h \
 	src/loop.c src/loop.h \
+	src/metrics.c src/metrics.h \
 	src/msg.c src/msg.h \
 	src/proctitle.c src/proctitle.h \
 	src/proto.c src/proto.h \

@@ -27,6 +27,15 @@ static const char *const msg_type_names[MSG_TYPE_MAX] = {
 	[MSG_PRESENCE] = "presence",
 	[MSG_PRESENCE_RESULT] = "presence_result",
 	[MSG_BROKER_START] = "broker_start",
+	[MSG_INTEREST] = "interest",
+	[MSG_CONN] = "conn",
+	[MSG_CONN_RESULT] = "conn_result",
+	[MSG_CONTROL] = "control",
+	[MSG_CHANNELS] = "channels",
+	[MSG_CHANNELS_RESULT] = "channels_result",
+	[MSG_STATS] = "stats",
+	[MSG_STATS_RESULT] = "stats_result",
+	[MSG_HISTORY_REMOVE] = "history_remove",
 };
 
 const char *

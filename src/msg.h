@@ -39,6 +39,17 @@ enum msg_type {
 	MSG_PRESENCE,         /* presence (or, with MSG_F_STATS, its counts) */
 	MSG_PRESENCE_RESULT,
 	MSG_BROKER_START,     /* fan-out: a (new) broker started; memory streams are new */
+	MSG_INTEREST,         /* a channel gained (limit +1) or lost (-1) a local subscriber */
+	MSG_CONN,             /* a connection of `user` came (+1) or went (-1); with a
+			       * req_id: refused with an error at `since` connections */
+	MSG_CONN_RESULT,
+	MSG_CONTROL,          /* server API command for sessions (flags: MSG_CTL_*),
+			       * forwarded by the broker to every worker */
+	MSG_CHANNELS,         /* channels with subscribers and their counts */
+	MSG_CHANNELS_RESULT,  /* items: channel, count (decimal) pairs */
+	MSG_STATS,            /* node figures */
+	MSG_STATS_RESULT,     /* num_clients, num_users, offset = channels, since = subs */
+	MSG_HISTORY_REMOVE,   /* answered by HISTORY_RESULT (error only) */
 	MSG_TYPE_MAX
 };
 
@@ -60,6 +71,15 @@ struct msg_str {
 #define MSG_F_STATS      0x80u   /* PRESENCE: counts only */
 #define MSG_F_CACHE      0x100u  /* SUBSCRIBE: cache recovery mode */
 #define MSG_F_BINARY     0x200u  /* PUBLISH, PUB: data is not valid JSON */
+
+/* MSG_CONTROL operations (in flags) and options */
+#define MSG_CTL_SUBSCRIBE   0x1000u
+#define MSG_CTL_UNSUBSCRIBE 0x2000u
+#define MSG_CTL_DISCONNECT  0x4000u
+#define MSG_CTL_REFRESH     0x8000u
+#define MSG_CTL_EXPIRED     0x10000u  /* REFRESH: disconnect as expired */
+#define MSG_CTL_HAS_INFO    0x20000u  /* REFRESH: replace conn_info */
+#define MSG_CTL_OP_MASK     0xf000u
 struct msg {
 	enum msg_type type;
 	uint64_t req_id;          /* PUBLISH, PUBLISH_RESULT */

@@ -58,6 +58,8 @@ struct proc_slot_shm {
 	_Atomic uint64_t messages_sent;
 	_Atomic uint64_t messages_received;
 	_Atomic uint64_t ring_overruns;
+	_Atomic uint64_t api_calls;          /* server API requests */
+	_Atomic uint64_t connections_accepted;
 } CACHELINE_ALIGNED;
 
 struct shm_hdr_shm {

@@ -209,6 +209,9 @@ worker_on_fanout(const struct buf *rec)
 		if (m.worker == heritage.worker_id)
 			worker_answer(&m);
 		break;
+	case MSG_CONTROL:
+		client_control(&m);
+		break;
 	case MSG_BROKER_START:
 		if (m.generation > 1)
 			client_positions_lost();

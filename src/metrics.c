@@ -1,0 +1,102 @@
+/*
+ * metrics.c - Prometheus text exposition (see metrics.h).  Metric names
+ * follow Centrifugo's where a metric exists in both; the ring and process
+ * figures are ours.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "buf.h"
+#include "build-config.h"
+#include "heritage.h"
+#include "metrics.h"
+#include "ring.h"
+#include "shm.h"
+#include "vmb.h"
+
+void
+metrics_api_call(void)
+{
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->api_calls, 1);
+}
+
+/* Sums one counter over the worker slots. */
+#define METRICS_SUM(field) ({ \
+	uint64_t sum_ = 0; \
+	for (unsigned w_ = 0; w_ < heritage.nworkers; w_++) \
+		sum_ += atomic_load(&shm_slot(heritage.shm, w_)->field); \
+	sum_; })
+
+static void
+metrics_one(struct buf *b, const char *name, const char *type, const char *help,
+    const char *labels, uint64_t value)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %" PRIu64 "\n", name, help, name, type,
+	    name, labels, value);
+}
+
+void
+metrics_write(struct buf *b)
+{
+	struct ring_shm *fan = shm_fanout(heritage.shm);
+
+	metrics_one(b, "centrifugo_node_num_clients", "gauge",
+	    "Number of clients connected.", "", METRICS_SUM(connections));
+	metrics_one(b, "centrifugo_node_num_subscriptions", "gauge",
+	    "Number of subscriptions.", "", METRICS_SUM(subscriptions));
+	metrics_one(b, "centrifugo_node_messages_sent_count", "counter",
+	    "Number of messages sent to clients.", "{type=\"publication\"}", METRICS_SUM(messages_sent));
+	metrics_one(b, "centrifugo_node_messages_received_count", "counter",
+	    "Number of client messages received.", "{type=\"command\"}", METRICS_SUM(messages_received));
+	metrics_one(b, "centrifugo_client_connections_accepted", "counter",
+	    "Number of connections accepted.", "{transport=\"websocket\"}",
+	    METRICS_SUM(connections_accepted));
+	metrics_one(b, "centrifugo_api_command_count", "counter",
+	    "Number of server API requests.", "{protocol=\"http\"}", METRICS_SUM(api_calls));
+	buf_puts(b, "# HELP centrifugo_node_build Node build information.\n"
+	    "# TYPE centrifugo_node_build gauge\n"
+	    "centrifugo_node_build{version=\"" CENTRIFUGO_COMPAT_VERSION "\",server=\""
+	    PACKAGE_NAME " " PACKAGE_VERSION "\"} 1\n");
+
+	buf_puts(b, "# HELP centrifugo_ring_lag_records Fan-out records a worker has not read yet.\n"
+	    "# TYPE centrifugo_ring_lag_records gauge\n");
+	for (unsigned w = 0; w < heritage.nworkers; w++)
+		buf_printf(b, "centrifugo_ring_lag_records{worker=\"%u\"} %" PRIu64 "\n", w,
+		    ring_head(fan) - ring_reader_seq(fan, w));
+	buf_puts(b, "# HELP centrifugo_ring_overruns_total Times a worker fell a whole fan-out ring behind.\n"
+	    "# TYPE centrifugo_ring_overruns_total counter\n");
+	for (unsigned w = 0; w < heritage.nworkers; w++)
+		buf_printf(b, "centrifugo_ring_overruns_total{worker=\"%u\"} %" PRIu64 "\n", w,
+		    (uint64_t)atomic_load(&shm_slot(heritage.shm, w)->ring_overruns));
+	buf_puts(b, "# HELP centrifugo_process_spawns_total Times a process slot was started.\n"
+	    "# TYPE centrifugo_process_spawns_total counter\n");
+	for (unsigned i = 0; i <= heritage.nworkers; i++) {
+		char label[32];
+		if (i == heritage.nworkers)
+			snprintf(label, sizeof(label), "broker");
+		else
+			snprintf(label, sizeof(label), "worker %u", i);
+		buf_printf(b, "centrifugo_process_spawns_total{process=\"%s\"} %u\n", label,
+		    (unsigned)atomic_load(&shm_slot(heritage.shm, i)->spawns));
+	}
+}
+
+void
+metrics_processes_json(struct buf *b)
+{
+	buf_putc(b, '[');
+	for (unsigned i = 0; i <= heritage.nworkers; i++) {
+		struct proc_slot_shm *s = shm_slot(heritage.shm, i);
+		if (i)
+			buf_putc(b, ',');
+		if (i == heritage.nworkers)
+			buf_puts(b, "{\"role\":\"broker\"");
+		else
+			buf_printf(b, "{\"role\":\"worker\",\"id\":%u", i);
+		buf_printf(b, ",\"pid\":%d,\"connections\":%" PRIu64 ",\"subscriptions\":%" PRIu64 "}",
+		    (int)atomic_load(&s->pid), (uint64_t)atomic_load(&s->connections),
+		    (uint64_t)atomic_load(&s->subscriptions));
+	}
+	buf_putc(b, ']');
+}
