@@ -536,6 +536,10 @@ broker_subscribe(unsigned w, const struct msg *req)
 
 	if (req->flags & MSG_F_PRESENCE)
 		broker_presence_add(w, req);
+	if (broker_items_cap == 0) {
+		broker_items_cap = 64;
+		broker_items = xcalloc(broker_items_cap, sizeof(*broker_items));
+	}
 	if ((req->flags & MSG_F_POSITION) && req->history_size > 0 && req->history_ttl_ms > 0) {
 		struct stream *s = broker_stream(&req->channel, now);
 		stream_trim(s, now);
@@ -543,7 +547,22 @@ broker_subscribe(unsigned w, const struct msg *req)
 			s->meta_expires_ms = now + (uint64_t)req->history_meta_ttl_ms;
 		res.offset = s->top;
 		res.epoch = (struct msg_str){ s->epoch, EPOCH_LEN };
-		if (req->flags & MSG_F_RECOVER) {
+		if ((req->flags & MSG_F_RECOVER) && (req->flags & MSG_F_CACHE)) {
+			/* Cache mode (§4.5.5): only the newest publication matters. */
+			int at_top = req->offset == s->top &&
+			    req->epoch.len == EPOCH_LEN && memcmp(req->epoch.p, s->epoch, EPOCH_LEN) == 0;
+			if (at_top) {
+				res.flags |= MSG_F_RECOVERED;
+			} else if (s->count) {
+				struct stream_entry *e = &s->entries[(s->head + s->count - 1) % s->cap];
+				if (e->offset == s->top) {
+					res.flags |= MSG_F_RECOVERED;
+					broker_items[0] = (struct msg_str){ e->rec->data, e->rec->len };
+					res.items = broker_items;
+					res.nitems = 1;
+				}
+			}
+		} else if (req->flags & MSG_F_RECOVER) {
 			int same_epoch = req->epoch.len == 0 ||
 			    (req->epoch.len == EPOCH_LEN && memcmp(req->epoch.p, s->epoch, EPOCH_LEN) == 0);
 			uint32_t n = 0;

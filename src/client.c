@@ -867,6 +867,13 @@ client_has_history(const struct chan_opts *o)
 	return o->history_size > 0 && o->history_ttl > 0;
 }
 
+/* MSG_F_CACHE when the namespace recovers in cache mode (§4.5.5). */
+static uint32_t
+client_cache_mode(const struct chan_opts *o)
+{
+	return strcmp(o->force_recovery_mode, "cache") == 0 ? MSG_F_CACHE : 0;
+}
+
 static struct client_req *
 client_req_new(struct client *c, uint32_t id, enum proto_cmd_type type)
 {
@@ -1285,7 +1292,7 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 			r->idx = cw->nss - 1;
 			c->refs++;
 			cw->pending++;
-			client_sub_announce(c, ss->s, o, MSG_F_POSITION | (ss->recover ? MSG_F_RECOVER : 0),
+			client_sub_announce(c, ss->s, o, MSG_F_POSITION | (ss->recover ? MSG_F_RECOVER : 0) | client_cache_mode(o),
 			    ss->offset, want ? want->req.epoch : PROTO_SPAN_NULL, client_server_sub_done, r);
 		} else {
 			client_sub_announce(c, ss->s, o, 0, 0, PROTO_SPAN_NULL, NULL, NULL);
@@ -1499,7 +1506,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		claims.info = NULL;
 		if (sub_exp)
 			s->expire_at = client_sub_deadline(sub_exp);
-		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0),
+		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0) | client_cache_mode(o),
 		    req->offset, req->epoch, client_subscribe_done, r);
 		auth_sub_claims_free(&claims);
 		return;
@@ -2104,7 +2111,7 @@ client_api_subscribe(struct client *c, const struct msg *m)
 			r->data = xmemdup(m->data.p, m->data.len);
 			r->data_len = m->data.len;
 		}
-		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0),
+		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0) | client_cache_mode(o),
 		    m->offset, (struct proto_span){ m->epoch.p, m->epoch.len }, client_api_sub_done, r);
 	} else {
 		struct proto_subscribe_result sr;
