@@ -121,6 +121,54 @@ describe('centrifugo-ctl against a running server', () => {
     }
   });
 
+  h.test('control protocol: pipelined requests, bad input answered, server unharmed', async (t, srv) => {
+    const net = require('node:net');
+    // Sends `data`, collects replies until `want` arrived or the peer closed.
+    const talk = (data, want) => new Promise((resolve, reject) => {
+      const c = net.createConnection(sock);
+      let buf = Buffer.alloc(0);
+      const replies = [];
+      const timer = setTimeout(() => { c.destroy(); reject(new Error(`no reply; got ${buf}`)); }, 10000);
+      const parse = () => {
+        for (;;) {
+          if (buf.length < 13) return;
+          const code = Number(buf.subarray(0, 3).toString());
+          const len = Number(buf.subarray(4, 12).toString().trim());
+          if (buf.length < 13 + len + 1) return;
+          replies.push({ code, body: buf.subarray(13, 13 + len).toString() });
+          buf = buf.subarray(13 + len + 1);
+          if (replies.length === want) { clearTimeout(timer); c.end(); resolve({ replies, closed: false }); }
+        }
+      };
+      c.on('data', (d) => { buf = Buffer.concat([buf, d]); parse(); });
+      c.on('close', () => { clearTimeout(timer); resolve({ replies, closed: true }); });
+      c.on('error', () => {});
+      c.write(data);
+    });
+    // Two commands in one write, an empty line between: two replies, in order.
+    const a = await talk('version\n\nhelp\r\n', 2);
+    assert.deepEqual(a.replies.map((r) => r.code), [200, 200]);
+    assert.match(a.replies[0].body, /^centrifugo /);
+    assert.match(a.replies[1].body, /reload/);
+    // Unknown command, wrong argument count, too many words.
+    const b = await talk(`nope\nstatus x y\nstatus bogus\n${'a '.repeat(40)}\n`, 4);
+    assert.deepEqual(b.replies.map((r) => r.code), [101, 104, 104, 104]);
+    // A line longer than 4 KiB: 400, then the server closes the connection.
+    const c = await talk('x'.repeat(10000), 1);
+    assert.equal(c.replies[0].code, 400);
+    // A NUL inside the line.
+    const d = await talk('sta\0tus\n', 1);
+    assert.equal(d.replies[0].code, 400);
+    // Peer that goes away mid-request, and one that never sends a newline.
+    const e = net.createConnection(sock);
+    e.on('error', () => {});
+    e.write('stat');
+    e.destroy();
+    const r = await ctl(['-s', sock, 'status']);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(srv.exit, null);
+  });
+
   h.test('reload of an invalid file: every error with file:line, exit 1, nothing changes', async (t, srv) => {
     const before = srv.children();
     const good = fs.readFileSync(srv.configPath, 'utf8');
