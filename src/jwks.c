@@ -752,11 +752,14 @@ http_parse(const char *p, size_t n, int eof, struct buf *body, struct buf *err)
 		}
 		return 0;
 	}
-	if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ' ||
-	    sscanf(p + 9, "%3d", &status) != 1) {
+	/* hend is at index >= 0, so p[0..hend+4) is in bounds */
+	if ((size_t)(hend - p) < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ' ||
+	    p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' ||
+	    p[11] < '0' || p[11] > '9') {
 		buf_puts(err, "not an HTTP/1.x response");
 		return -1;
 	}
+	status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
 	if (status != 200) {
 		eol = memchr(p, '\r', (size_t)(hend - p) + 1);
 		buf_printf(err, "HTTP status \"%.*s\"", (int)(eol - p - 9 > 60 ? 60 : eol - p - 9),

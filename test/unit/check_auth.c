@@ -1150,7 +1150,8 @@ enum srv_mode {
 	SRV_404,
 	SRV_TRUNCATED,    /* Content-Length larger than the body, then close */
 	SRV_HANG,         /* accept, read, never answer */
-	SRV_TLS           /* SRV_LEN over TLS with srv_cert/srv_key */
+	SRV_TLS,          /* SRV_LEN over TLS with srv_cert/srv_key */
+	SRV_RAW           /* the file is the whole response, then close */
 };
 
 static char jwks_doc[64];
@@ -1235,6 +1236,9 @@ srv_serve(int fd, enum srv_mode mode, SSL_CTX *ctx)
 	case SRV_HANG:
 		free(body);
 		return; /* fd stays open, never answered */
+	case SRV_RAW:
+		srv_io(ssl, fd, body, len);
+		break;
 	case SRV_404:
 		snprintf(hdr, sizeof(hdr), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
 		srv_io(ssl, fd, hdr, strlen(hdr));
@@ -1764,6 +1768,62 @@ START_TEST(test_jwks_unreachable)
 }
 END_TEST
 
+/* Broken HTTP responses: refused with a reason, never a crash. */
+START_TEST(test_jwks_bad_http)
+{
+	static const char *const resp[] = {
+		"",
+		"garbage",
+		"garbage\r\n\r\n",
+		"HTTP/1.1 \r\n\r\n",
+		"HTTP/1.1 2\r\n\r\n",
+		"HTTP/1.1 20x OK\r\n\r\n",
+		"HTTP/2 200\r\n\r\n{\"keys\":[]}",
+		"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}",
+		"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n{}",
+		"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n{}",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffff\r\n{}",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",
+		"HTTP/1.1 200 OK\r\n\r\n{\"keys\":",
+		"HTTP/1.1 301 Moved\r\nLocation: /x\r\n\r\n",
+	};
+	struct auth_verifier *v;
+	struct buf why = BUF_INIT;
+	enum auth_result r;
+	size_t i;
+	int port;
+
+	jwks_set_timing(-1, 0, 300);
+	port = srv_start(SRV_RAW, NULL, "");
+	v = jwks_verifier("http://127.0.0.1", port);
+	for (i = 0; i < sizeof(resp) / sizeof(resp[0]); i++) {
+		write_file(jwks_doc, resp[i]);
+		r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+		ck_assert_msg(r == AUTH_INVALID, "response %zu accepted", i);
+		ck_assert_msg(strstr(why.data, "unavailable") != NULL, "response %zu: %s", i,
+			why.data);
+	}
+	/* a good raw response without Content-Length (body until close) works */
+	{
+		struct buf d = BUF_INIT;
+		char *doc = std_doc();
+
+		buf_printf(&d, "HTTP/1.0 200 OK\r\nX-A: b\r\n\r\n%s", doc);
+		write_file(jwks_doc, buf_cstr(&d));
+		r = jconn(v, tok_pk(rsa_key, 256, 0, KHDR("RS256", "r1"), JCLAIMS), &why);
+		ck_assert_msg(r == AUTH_OK, "%s", buf_cstr(&why));
+		buf_free(&d);
+		free(doc);
+	}
+	auth_verifier_free(v);
+	buf_free(&why);
+	srv_stop();
+}
+END_TEST
+
 START_TEST(test_jwks_https)
 {
 	char *doc = std_doc();
@@ -1941,6 +2001,7 @@ auth_suite(void)
 	tcase_add_test(tc, test_jwks_malformed_documents);
 	tcase_add_test(tc, test_jwks_malformed_keys);
 	tcase_add_test(tc, test_jwks_unreachable);
+	tcase_add_test(tc, test_jwks_bad_http);
 	tcase_add_test(tc, test_jwks_https);
 	tcase_add_test(tc, test_jwks_endpoint_errors);
 	suite_add_tcase(s, tc);
