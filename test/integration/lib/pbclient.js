@@ -12,7 +12,8 @@
 // messages kept as {}. `bytes` fields holding valid JSON text are parsed
 // (test payloads are JSON), other bytes stay Buffers. Outgoing commands may
 // carry `data` as any JS value: it is sent as its JSON text (a Buffer is sent
-// verbatim).
+// verbatim). With opts.keepBytes every bytes field stays a Buffer (for
+// byte-exact checks).
 
 const protobuf = require('protobufjs/light');
 const { RawClient } = require('./wsclient');
@@ -172,12 +173,13 @@ function encodeCommands(list) {
 }
 
 // Decode one frame into JSON-shaped replies; throws on malformed input.
-function decodeReplies(buf) {
+function decodeReplies(buf, { keepBytes = false } = {}) {
   const r = protobuf.Reader.create(buf);
   const out = [];
   while (r.pos < r.len) {
     const m = Reply.decodeDelimited(r);
-    out.push(unbytes(Reply.toObject(m, { longs: Number, defaults: false })));
+    const o = Reply.toObject(m, { longs: Number, defaults: false });
+    out.push(keepBytes ? o : unbytes(o));
   }
   return out;
 }
@@ -186,6 +188,7 @@ class PbClient extends RawClient {
   constructor(url, opts = {}) {
     super(url, { ...opts, protocols: opts.protocols || ['centrifuge-protobuf'] });
     this.format = 'protobuf';
+    this.keepBytes = !!opts.keepBytes;
     this.rawFrames = []; // Buffers as received
   }
 
@@ -198,7 +201,7 @@ class PbClient extends RawClient {
     this.frameTypes.push(isBinary ? 'binary' : 'text');
     let msgs;
     try {
-      msgs = decodeReplies(buf);
+      msgs = decodeReplies(buf, { keepBytes: this.keepBytes });
     } catch (e) {
       this._emit({ __unparsable: buf.toString('hex'), error: e.message });
       return;
