@@ -59,6 +59,13 @@ function ok200(r, what) {
   return r.json;
 }
 
+// 200 with Content-Type exactly application/json, body not parsed (the
+// legacy endpoint answers one JSON object per line).
+function ok200Lines(r, what) {
+  assert.equal(r.status, 200, `${what}: HTTP ${r.status} ${r.text}`);
+  assert.equal(r.headers.get('content-type'), 'application/json', `${what}: Content-Type`);
+}
+
 // Legacy POST /api with Authorization: apikey; returns { r, replies }.
 async function legacy(srv, body, headers = {}) {
   const r = await srv.http('POST', '/api', {
@@ -106,7 +113,8 @@ describe('server API: every method', () => {
     for (const m of METHODS) {
       const j = ok200(await srv.api(m, reqs[m]), m);
       assert.equal(j.error, undefined, `${m}: ${JSON.stringify(j)}`);
-      assert.equal(typeof j.result, 'object', `${m}: ${JSON.stringify(j)}`);
+      // batch answers {"replies":[…]} without a result wrapper (§5.14).
+      if (m !== 'batch') assert.equal(typeof j.result, 'object', `${m}: ${JSON.stringify(j)}`);
     }
   });
 
@@ -178,6 +186,7 @@ describe('server API: every method', () => {
       const body = { ...reqs[m], zz_unknown: { deep: [1, { x: null }] }, base64data: 'eyJ4IjoxfQ==', eto: true };
       const j = ok200(await srv.api(m, body), m);
       assert.equal(j.error, undefined, `${m}: ${JSON.stringify(j)}`);
+      if (m !== 'batch') assert.ok(j.result, `${m}: ${JSON.stringify(j)}`);
     }
   });
 
@@ -197,7 +206,7 @@ describe('server API: every method', () => {
     j = ok200(await srv.api('channels', '{"pattern":null}'), 'channels');
     assert.equal(typeof j.result.channels, 'object');
     j = ok200(await srv.api('batch', '{"commands":[{"presence_stats":{"channel":"pres:n"}}],"parallel":null}'), 'batch');
-    assert.deepEqual(j, { result: { replies: [{ presence_stats: { num_clients: 0, num_users: 0 } }] } });
+    assert.deepEqual(j, { replies: [{ presence_stats: { num_clients: 0, num_users: 0 } }] });
     j = ok200(await srv.api('disconnect', '{"user":"nobody","disconnect":null,"whitelist":null,"client":null}'), 'disconnect');
     assert.deepEqual(j, OK);
   });
@@ -239,7 +248,7 @@ describe('server API: every method', () => {
     assert.deepEqual(j, { result: { responses: [err(102), OK] } });
     // batch is always 200 with per-reply errors.
     j = ok200(await srv.api('batch', { commands: [{ publish: { channel: 'nope:x', data: {} } }] }, tm), 'batch');
-    assert.deepEqual(j, { result: { replies: [err(102)] } });
+    assert.deepEqual(j, { replies: [err(102)] });
   });
 
   // ---- publish / broadcast --------------------------------------------------
@@ -671,7 +680,7 @@ describe('server API: every method', () => {
         { rpc: { method: 'x' } },
       ],
     }), 'batch');
-    const r = j.result.replies;
+    const r = j.replies;
     assert.equal(r.length, 17, JSON.stringify(j));
     assert.deepEqual(r[0], { publish: { offset: 1, epoch: r[0].publish.epoch } });
     assert.deepEqual(r[1], { broadcast: { responses: [{ result: { offset: 2, epoch: r[0].publish.epoch } }, err(102)] } });
@@ -694,11 +703,11 @@ describe('server API: every method', () => {
 
   h.test('batch info reply and empty batch ({} and {"commands":[]})', async (t, srv) => {
     let j = ok200(await srv.api('batch', { commands: [{ info: {} }] }), 'batch');
-    assert.ok(j.result.replies[0].info.nodes.length >= 1, JSON.stringify(j));
+    assert.ok(j.replies[0].info.nodes.length >= 1, JSON.stringify(j));
     for (const body of [{}, { commands: [] }]) {
       j = ok200(await srv.api('batch', body), 'batch');
       assert.equal(j.error, undefined, JSON.stringify(j));
-      assert.ok(j.result.replies === undefined || (Array.isArray(j.result.replies) && j.result.replies.length === 0), JSON.stringify(j));
+      assert.ok(j.replies === undefined || (Array.isArray(j.replies) && j.replies.length === 0), JSON.stringify(j));
     }
   });
 
@@ -708,7 +717,7 @@ describe('server API: every method', () => {
     const c = await anon();
     await c.subscribe(seqCh);
     let j = ok200(await srv.api('batch', { commands: Array.from({ length: N }, (_, i) => ({ publish: { channel: seqCh, data: { i } } })) }), 'batch');
-    assert.deepEqual(j.result.replies.map((x) => x.publish.offset), Array.from({ length: N }, (_, i) => i + 1));
+    assert.deepEqual(j.replies.map((x) => x.publish.offset), Array.from({ length: N }, (_, i) => i + 1));
     for (let i = 0; i < N; i++) {
       const p = await c.push({ channel: seqCh, kind: 'pub' });
       assert.deepEqual(p.push.pub.data, { i }, 'delivered in command order');
@@ -722,7 +731,7 @@ describe('server API: every method', () => {
         { history: { channel: ch, limit: -1 } },
       ]).concat([{ publish: { channel: 'nope:q', data: {} } }]),
     }), 'batch parallel');
-    const r = j.result.replies;
+    const r = j.replies;
     assert.equal(r.length, 2 * N + 1);
     for (let i = 0; i < N; i++) assert.equal(r[2 * i].publish.offset, 1, JSON.stringify(r[2 * i]));
     assert.deepEqual(r[2 * N], err(102));
@@ -737,7 +746,7 @@ describe('server API: every method', () => {
     const r = await srv.api('batch', '{"commands":{"publish":{}}}');
     assert.equal(r.status, 400, `${r.status} ${r.text}`);
     const j = ok200(await srv.api('batch', { commands: [{ publish: { data: {} } }, { presence: {} }] }), 'batch');
-    assert.deepEqual(j, { result: { replies: [err(107), err(107)] } });
+    assert.deepEqual(j, { replies: [err(107), err(107)] });
   });
 
   h.test('batch with live connections: subscribe then publish reaches both workers', async (t, srv) => {
@@ -745,7 +754,7 @@ describe('server API: every method', () => {
     const [a, b] = await twoWorkers(u);
     const ch = uniq('chat');
     const j = ok200(await srv.api('batch', { commands: [{ subscribe: { user: u, channel: ch } }] }), 'batch');
-    assert.deepEqual(j, { result: { replies: [{ subscribe: {} }] } });
+    assert.deepEqual(j, { replies: [{ subscribe: {} }] });
     for (const c of [a, b]) await c.push({ channel: ch, kind: 'subscribe' });
     ok200(await srv.api('batch', { commands: [{ publish: { channel: ch, data: { via: 'batch' } } }, { disconnect: { user: u, disconnect: { code: 4001, reason: 'batch' } } }] }), 'batch');
     for (const c of [a, b]) {
@@ -760,7 +769,9 @@ describe('server API: every method', () => {
   h.test('PHP-style \\/ and surrogate-pair escapes in channel, user and data', async (t, srv) => {
     const u = `php/${uniqUser()}`;
     const [a] = await twoWorkers(u);
-    const ch = `${uniq('chat')}/room-é`;
+    // Channel names are ASCII (non-ASCII is 107 for clients, protocol.md);
+    // the API request still escapes them (\/ and \u0041 for "A").
+    const ch = `${uniq('chat')}/room-A`;
     await a.subscribe(ch);
     const esc = (s) => [...s].map((x) => {
       const cp = x.codePointAt(0);
@@ -771,7 +782,9 @@ describe('server API: every method', () => {
       return `\\u${(0xd800 + (v >> 10)).toString(16)}\\u${(0xdc00 + (v & 0x3ff)).toString(16)}`;
     }).join('');
     const data = `{"text":"${esc('🚀🎉 é / ok')}","url":"https:\\/\\/x.test\\/a"}`;
-    const j = ok200(await srv.api('publish', `{"channel":"${esc(ch)}","data":${data}}`), 'publish');
+    const escCh = esc(ch).replace(/A/g, '\\u0041');
+    assert.ok(escCh.includes('\\/') && escCh.includes('\\u0041'));
+    const j = ok200(await srv.api('publish', `{"channel":"${escCh}","data":${data}}`), 'publish');
     assert.deepEqual(j, OK);
     const p = await a.push({ channel: ch, kind: 'pub' });
     assert.deepEqual(p.push.pub.data, { text: '🚀🎉 é / ok', url: 'https://x.test/a' });
@@ -817,7 +830,7 @@ describe('server API: every method', () => {
     ];
     const body = cmds.map((x) => JSON.stringify(x)).join('\n').replace('\n', '\r\n');
     const { r, replies } = await legacy(srv, body);
-    ok200(r, 'legacy');
+    ok200Lines(r, 'legacy');
     assert.equal(replies.length, cmds.length, r.text);
     assert.deepEqual(replies.map((x) => x.id), cmds.map((x) => x.id));
     const epoch = replies[0].result.epoch;
@@ -851,7 +864,7 @@ describe('server API: every method', () => {
       '{"id":9,"method":10,"params":{"method":"x"}}',
     ].join('\n');
     const { r, replies } = await legacy(srv, body);
-    ok200(r, 'legacy');
+    ok200Lines(r, 'legacy');
     assert.equal(replies.length, 9, r.text);
     assert.deepEqual(replies[0], { result: { offset: 1, epoch: replies[0].result.epoch } });
     assert.deepEqual(replies[1], { result: { offset: 2, epoch: replies[0].result.epoch } });
@@ -867,7 +880,7 @@ describe('server API: every method', () => {
 
   h.test('legacy /api: info with params [] (old clients) is accepted', async (t, srv) => {
     const { r, replies } = await legacy(srv, '{"method":"info","params":[]}');
-    ok200(r, 'legacy info []');
+    ok200Lines(r, 'legacy info []');
     assert.ok(replies[0].result.nodes.length >= 1, r.text);
   });
 
@@ -881,7 +894,7 @@ describe('server API: every method', () => {
   h.test('legacy /api: concatenated objects without separators', async (t, srv) => {
     const ch = uniq('chat');
     const { r, replies } = await legacy(srv, `{"id":1,"method":"publish","params":{"channel":"${ch}","data":1}}{"id":2,"method":"presence_stats","params":{"channel":"pres:zz"}}`);
-    ok200(r, 'legacy');
+    ok200Lines(r, 'legacy');
     assert.deepEqual(replies, [{ id: 1, result: {} }, { id: 2, result: { num_clients: 0, num_users: 0 } }]);
   });
 });
@@ -896,7 +909,7 @@ describe('server API: http_api.insecure', () => {
       ok200(await srv.api(m, reqs[m], { key: 'whatever' }), `${m} with a wrong key`);
     }
     const r = await srv.http('POST', '/api', { body: '{"method":"info","params":{}}' });
-    ok200(r, 'legacy without key');
+    ok200Lines(r, 'legacy without key');
   });
 });
 
@@ -925,10 +938,10 @@ describe('server API: http_api.error_mode = "transport"', () => {
     assert.deepEqual(r.json, E[108]);
     assert.deepEqual(ok200(await srv.api('publish', { channel: uniq('chat'), data: {} }), 'ok'), OK);
     assert.deepEqual(ok200(await srv.api('batch', { commands: [{ presence: { channel: 'nope:x' } }] }), 'batch'),
-      { result: { replies: [err(102)] } });
+      { replies: [err(102)] });
     // Not applied to the legacy endpoint.
     const { r: lr, replies } = await legacy(srv, '{"id":1,"method":"presence","params":{"channel":"nope:x"}}');
-    ok200(lr, 'legacy');
+    ok200Lines(lr, 'legacy');
     assert.deepEqual(replies, [{ id: 1, ...err(102) }]);
   });
 });
