@@ -50,6 +50,12 @@ api_init(const struct config *cfg)
 	api_cfg = cfg;
 }
 
+void
+api_reconfigure(const struct config *cfg)
+{
+	api_cfg = cfg;
+}
+
 static const char *
 api_error_message(uint32_t code)
 {

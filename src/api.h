@@ -10,6 +10,8 @@ struct http_req;
 
 /* Once per worker. */
 void api_init(const struct config *cfg);
+/* Reload: later requests use cfg. */
+void api_reconfigure(const struct config *cfg);
 /* Answers one HTTP request (now, or later once the broker replied). */
 void api_handle(struct http_req *r);
 

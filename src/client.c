@@ -33,6 +33,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "proto.h"
+#include "reload.h"
 #include "shm.h"
 #include "wheel.h"
 #include "worker.h"
@@ -158,59 +159,61 @@ static int client_process(struct client *c, const char *data, size_t len);
 /* ------------------------------------------------------------------ */
 /* Set-up                                                              */
 
-static struct auth_verifier *
-client_verifier(const char *what, const struct auth_keys *k)
+/*
+ * Builds the connection and subscription token verifiers of cfg (the
+ * subscription one is the connection one unless client.subscription_token
+ * is enabled).  Returns 0, or -1 with the reason in err.
+ */
+static int
+client_verifiers(const struct config *cfg, struct auth_verifier **conn,
+    struct auth_verifier **sub, struct buf *err)
 {
-	struct buf err = BUF_INIT;
-	struct auth_verifier *v = auth_verifier_new(k, &err);
+	struct auth_keys k;
 
-	if (v == NULL)
-		log_fatal("%s: %s", what, buf_cstr(&err));
-	buf_free(&err);
-	return v;
+	reload_token_keys(cfg, 0, &k);
+	if ((*conn = auth_verifier_new(&k, err)) == NULL)
+		return -1;
+	*sub = *conn;
+	if (cfg->client_subscription_token_enabled) {
+		reload_token_keys(cfg, 1, &k);
+		if ((*sub = auth_verifier_new(&k, err)) == NULL) {
+			auth_verifier_free(*conn);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void
 client_init(const struct config *cfg)
 {
-	struct auth_keys k;
+	struct buf err = BUF_INIT;
 
 	memset(&g, 0, sizeof(g));
 	g.cfg = cfg;
 	proto_reader_init(&g.reader);
 	buf_init(&g.out);
+	if (client_verifiers(cfg, &g.conn_verifier, &g.sub_verifier, &err) != 0)
+		log_fatal("token keys: %s", buf_cstr(&err));
+	buf_free(&err);
+}
 
-	memset(&k, 0, sizeof(k));
-	k.hmac_secret_key = cfg->client_token_hmac_secret_key;
-	k.hmac_previous_secret_key = cfg->client_token_hmac_previous_secret_key;
-	k.hmac_previous_secret_key_valid_until = cfg->client_token_hmac_previous_secret_key_valid_until;
-	k.rsa_public_key = cfg->client_token_rsa_public_key;
-	k.ecdsa_public_key = cfg->client_token_ecdsa_public_key;
-	k.audience = cfg->client_token_audience;
-	k.issuer = cfg->client_token_issuer;
-	k.audience_regex = cfg->client_token_audience_regex;
-	k.issuer_regex = cfg->client_token_issuer_regex;
-	k.user_id_claim = cfg->client_token_user_id_claim;
-	k.skip_verify = cfg->client_insecure_skip_token_signature_verify;
-	g.conn_verifier = client_verifier("client.token", &k);
-	if (cfg->client_subscription_token_enabled) {
-		memset(&k, 0, sizeof(k));
-		k.hmac_secret_key = cfg->client_subscription_token_hmac_secret_key;
-		k.hmac_previous_secret_key = cfg->client_subscription_token_hmac_previous_secret_key;
-		k.hmac_previous_secret_key_valid_until =
-		    cfg->client_subscription_token_hmac_previous_secret_key_valid_until;
-		k.rsa_public_key = cfg->client_subscription_token_rsa_public_key;
-		k.ecdsa_public_key = cfg->client_subscription_token_ecdsa_public_key;
-		k.audience = cfg->client_subscription_token_audience;
-		k.issuer = cfg->client_subscription_token_issuer;
-		k.audience_regex = cfg->client_subscription_token_audience_regex;
-		k.issuer_regex = cfg->client_subscription_token_issuer_regex;
-		k.user_id_claim = cfg->client_subscription_token_user_id_claim;
-		k.skip_verify = cfg->client_insecure_skip_token_signature_verify;
-		g.sub_verifier = client_verifier("client.subscription_token", &k);
-	} else {
-		g.sub_verifier = g.conn_verifier;
-	}
+int
+client_reconfigure(const struct config *cfg, struct buf *err)
+{
+	struct auth_verifier *conn, *sub;
+
+	if (client_verifiers(cfg, &conn, &sub, err) != 0)
+		return -1;
+	/* Sessions keep running; new operations use the new settings.  The
+	 * old verifiers are not referenced past this point. */
+	if (g.sub_verifier != g.conn_verifier)
+		auth_verifier_free(g.sub_verifier);
+	auth_verifier_free(g.conn_verifier);
+	g.conn_verifier = conn;
+	g.sub_verifier = sub;
+	g.cfg = cfg;
+	return 0;
 }
 
 static void

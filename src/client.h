@@ -19,6 +19,9 @@ struct loop_ws_info;
 
 /* Once per worker, before any client. */
 void client_init(const struct config *cfg);
+/* Reload: new sessions and commands use cfg; live sessions stay.  Returns
+ * 0, or -1 (nothing changed) with the reason in err. */
+int client_reconfigure(const struct config *cfg, struct buf *err);
 /* A WebSocket opened; returns the session bound to it. */
 struct client *client_new(struct conn *conn, const struct loop_ws_info *info);
 /* One complete WebSocket message from the client. */

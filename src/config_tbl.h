@@ -43,11 +43,11 @@ CONFIG_OPT(http_server_internal_port, "http_server.internal_port", STRING, "", 0
 	"Separate port, written as a string, for internal endpoints. Empty means the same port as http_server.port.")
 
 /* log */
-CONFIG_OPT(log_level, "log.level", STRING, "info", 0, 0, "none|trace|debug|info|warn|error", CFG_RESTART,
+CONFIG_OPT(log_level, "log.level", STRING, "info", 0, 0, "none|trace|debug|info|warn|error", CFG_RELOAD,
 	"Minimum level of log lines: none, trace, debug, info, warn or error.")
 CONFIG_OPT(log_file, "log.file", STRING, "", 0, 0, NULL, CFG_RESTART,
 	"Write logs to this file instead of standard error.")
-CONFIG_OPT(log_json, "log.json", BOOL, "false", 0, 0, NULL, CFG_RESTART,
+CONFIG_OPT(log_json, "log.json", BOOL, "false", 0, 0, NULL, CFG_RELOAD,
 	"Write log lines as JSON objects (an addition of this implementation).")
 
 /* top-level scalars; workers is our own */

@@ -14,23 +14,13 @@
 #include "api.h"
 #include "auth.h"
 #include "buf.h"
+#include "client.h"
 #include "config.h"
 #include "heritage.h"
 #include "ipc.h"
 #include "log.h"
 #include "reload.h"
 #include "xmalloc.h"
-
-/*
- * Owned by client.c / api.c: make `cfg` the configuration of new operations
- * without touching live sessions (client.c rebuilds its token verifiers and
- * returns -1 with a reason in err, changing nothing, when one cannot be
- * built).  Declared weak until those modules define them, so the tree links
- * meanwhile; without client_reconfigure a reload is refused in the worker.
- */
-int client_reconfigure(const struct config *cfg, struct buf *err)
-    __attribute__((weak));
-void api_reconfigure(const struct config *cfg) __attribute__((weak));
 
 /* ---- restart-only options keep their running value ---- */
 
@@ -104,6 +94,7 @@ reload_conn_keys(const struct config *cfg, struct auth_keys *k)
 	k->issuer_regex = cfg->client_token_issuer_regex;
 	k->user_id_claim = cfg->client_token_user_id_claim;
 	k->skip_verify = cfg->client_insecure_skip_token_signature_verify;
+	k->jwks_public_endpoint = cfg->client_token_jwks_public_endpoint;
 }
 
 static void
@@ -123,6 +114,7 @@ reload_sub_keys(const struct config *cfg, struct auth_keys *k)
 	k->issuer_regex = cfg->client_subscription_token_issuer_regex;
 	k->user_id_claim = cfg->client_subscription_token_user_id_claim;
 	k->skip_verify = cfg->client_insecure_skip_token_signature_verify;
+	k->jwks_public_endpoint = cfg->client_subscription_token_jwks_public_endpoint;
 }
 
 void
@@ -211,20 +203,13 @@ reload_apply(struct config *newcfg, struct buf *err)
 	enum log_level lvl;
 
 	ASSERT(newcfg != NULL && newcfg->magic == CONFIG_MAGIC);
-	if (client_reconfigure == NULL) {
-		buf_puts(err, "this build cannot apply a new configuration to "
-		    "live sessions (client_reconfigure missing)");
-		config_free(newcfg);
-		return -1;
-	}
+	/* client.c rebuilds its token verifiers first and changes nothing
+	 * when one cannot be built. */
 	if (client_reconfigure(newcfg, err) == -1) {
 		config_free(newcfg);
 		return -1;
 	}
-	if (api_reconfigure != NULL)
-		api_reconfigure(newcfg);
-	else
-		api_init(newcfg);   /* today it only keeps the pointer */
+	api_reconfigure(newcfg);
 	/* The previous heritage.cfg is left allocated on purpose (see
 	 * reload.h): chan_opts pointers of requests in flight point into
 	 * it.  One config per reload leaks. */

@@ -5,7 +5,7 @@
 // bad signature, unknown kid and HS256 (static keys are ignored under JWKS)
 // get 3500.
 //
-// The positive test stays { todo: true } until client.c passes
+// The positive test stays  until client.c passes
 // jwks_public_endpoint into struct auth_keys (see src/auth.h).
 
 const assert = require('node:assert/strict');
@@ -56,7 +56,7 @@ describe('JWKS connection tokens', () => {
       c.close();
     }
     assert.ok(requests >= 1, 'the server fetched the JWKS');
-  }, { todo: 'needs client.c to pass jwks_public_endpoint to auth_verifier_new' });
+  });
 
   // Refused with or without the client.c wiring (no static RSA key either).
   h.test('bad signature and unknown kid: disconnect 3500', async (t, srv) => {
@@ -78,5 +78,5 @@ describe('JWKS connection tokens', () => {
     raw.send({ id: 1, connect: { token: makeToken({ sub: 'x', exp: nowSec() + 3600 }) } });
     const cl = await raw.waitClose();
     assert.deepEqual(cl, { code: 3500, reason: 'invalid token' });
-  }, { todo: 'needs client.c to pass jwks_public_endpoint to auth_verifier_new' });
+  });
 });
