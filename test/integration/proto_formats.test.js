@@ -137,6 +137,21 @@ describe('wire formats', () => {
     await assertHealthy(srv);
   });
 
+  h.test('newlines inside a Protobuf client payload do not break JSON line framing', async (t, srv) => {
+    const ch = uniq('nl');
+    const pub = track(await rawClientF('protobuf', srv.wsUrl, { connect: true }));
+    const js = track(await rawClientF('json', srv.wsUrl, { connect: true }));
+    assert.ok((await js.subscribe(ch)).subscribe);
+    const r = await pub.command({ publish: { channel: ch, data: Buffer.from('{"a":\n1,\r\n"b":[\n]}\n') } });
+    assert.deepEqual(r.publish, {}, JSON.stringify(r));
+    await pub.command({ publish: { channel: ch, data: { after: 1 } } });
+    const m = await js.push({ channel: ch, kind: 'pub' });
+    assert.deepEqual(m.push.pub.data, { a: 1, b: [] }, `frames: ${js.describe()}`);
+    const m2 = await js.push({ channel: ch, kind: 'pub' });
+    assert.deepEqual(m2.push.pub.data, { after: 1 });
+    assert.deepEqual(js.pending.filter((x) => x.__unparsable), [], 'every line parses');
+  });
+
   h.test('bad Protobuf input: 3501 and the server stays healthy', async (t, srv) => {
     const cases = {
       'truncated varint': Buffer.from([0x80]),

@@ -34,6 +34,7 @@ const CONFIG = {
       { name: 'allowrec', ...OPEN, ...HIST, allow_recovery: true, allow_positioning: true },
       { name: 'plain', ...OPEN, ...HIST },
       { name: 'bigpos', ...OPEN, history_size: 1000, history_ttl: '300s', force_positioning: true },
+      { name: 'bigrec', ...OPEN, history_size: 1000, history_ttl: '300s', force_recovery: true, allow_history_for_client: true },
     ],
   },
 };
@@ -147,6 +148,35 @@ describe('history, positioning and recovery', () => {
         // since older than the window: starts at the oldest retained entry
         const s = await c.command({ history: { channel: ch, limit: 3, since: { offset: 1, epoch: r.history.epoch } } });
         assert.deepEqual(offsets(s.history.publications), [4, 5, 6], JSON.stringify(s));
+      });
+
+      h.test('history limit is capped at client.history_max_publication_limit (300)', async () => {
+        const ch = uniq('bigrec', fmt);
+        await apiPublish(ch, 1, 320);
+        const c = await raw();
+        let r = await c.command({ history: { channel: ch, limit: -1 } });
+        assert.ok(r.history, JSON.stringify(r));
+        assert.deepEqual(offsets(r.history.publications), Array.from({ length: 300 }, (_, k) => k + 1), 'the 300 oldest');
+        r = await c.command({ history: { channel: ch, limit: 1000, reverse: true } });
+        assert.deepEqual(offsets(r.history.publications), Array.from({ length: 300 }, (_, k) => 320 - k), 'the 300 newest');
+        assert.equal(r.history.offset, 320);
+      });
+
+      h.test('SDK Subscription `since`: recovers from a known position on the first subscribe', async () => {
+        const ch = uniq('rec', fmt);
+        const res = await apiPublish(ch, 1, 4);
+        const c = sdk({ token: tokenFor('6') });
+        const sub = c.newSubscription(ch, { since: { offset: 2, epoch: res[0].epoch } });
+        const got = [];
+        sub.on('publication', (ctx) => got.push(ctx.offset));
+        const ok = once(sub, 'subscribed', { timeout: 8000 });
+        sub.subscribe();
+        c.connect();
+        const ctx = await ok;
+        assert.equal(ctx.wasRecovering, true, JSON.stringify(ctx));
+        assert.equal(ctx.recovered, true, JSON.stringify(ctx));
+        await pollUntil(() => got.length >= 2, { timeout: 5000, what: 'recovered publications' });
+        assert.deepEqual(got, [3, 4]);
       });
 
       h.test('history errors: 112 wrong epoch, 107 reverse from offset 0, 108 no history', async () => {
@@ -440,6 +470,85 @@ describe('history, positioning and recovery', () => {
         assert.deepEqual(seen[0], seen[1], 'same order on both workers');
       });
 
+      h.test('recover edge cases: offset past the top, recover without epoch', async () => {
+        const ch = uniq('rec', fmt);
+        const res = await apiPublish(ch, 1, 3);
+        const c = await raw();
+        let r = await c.subscribe(ch, { recover: true, offset: 100, epoch: res[0].epoch });
+        assert.equal(r.subscribe.was_recovering, true, JSON.stringify(r));
+        assert.equal(r.subscribe.recovered, undefined, `offset beyond the top is not recovered: ${JSON.stringify(r)}`);
+        assert.equal(r.subscribe.offset, 3, JSON.stringify(r));
+        assert.deepEqual(offsets(r.subscribe.publications), []);
+        await c.command({ unsubscribe: { channel: ch } });
+        r = await c.subscribe(ch, { recover: true, offset: 1 });
+        assert.equal(r.subscribe.recovered, true, `no epoch given: ${JSON.stringify(r)}`);
+        assert.deepEqual(offsets(r.subscribe.publications), [2, 3]);
+      });
+
+      h.test('was_recovering echoes the request on a positioned channel without recovery', async () => {
+        const ch = uniq('pos', fmt);
+        const res = await apiPublish(ch, 1, 2);
+        const c = await raw();
+        const r = await c.subscribe(ch, { recover: true, offset: 1, epoch: res[0].epoch });
+        assert.equal(r.subscribe.positioned, true, JSON.stringify(r));
+        assert.equal(r.subscribe.was_recovering, true, `spec §4.5.4: true even if not recoverable: ${JSON.stringify(r)}`);
+        assert.equal(r.subscribe.recovered, undefined, JSON.stringify(r));
+      });
+
+      h.test('recover while a publisher on the other worker keeps publishing: no gap, no duplicate', async (t) => {
+        const ch = uniq('bigrec', fmt);
+        const { a: subc, b: pubc, pidA, pidB, spare } = await onTwoWorkers(h.server, () => raw(), (c) => c.localPort);
+        for (const s of spare) s.close();
+        t.diagnostic(`subscriber on ${pidA}, publisher on ${pidB}`);
+        const first = await h.server.publish(ch, { i: 0 });
+        const N = 400;
+        const ids = [];
+        const sendBatch = (from, n) => {
+          const cmds = [];
+          for (let i = from; i < from + n; i++) {
+            const id = 1000 + i;
+            ids.push(id);
+            cmds.push({ id, publish: { channel: ch, data: { i } } });
+          }
+          pubc.send(cmds);
+        };
+        // keep the publisher busy while the subscriber recovers from offset 1
+        for (let k = 0; k < 10; k++) sendBatch(1 + k * 10, 10);
+        const subP = subc.subscribe(ch, { recover: true, offset: 1, epoch: first.epoch }, { timeout: 10000 });
+        for (let k = 10; k < N / 10; k++) sendBatch(1 + k * 10, 10);
+        const r = await subP;
+        assert.ok(r.subscribe, JSON.stringify(r));
+        assert.equal(r.subscribe.recovered, true, `recovered: ${JSON.stringify(r).slice(0, 300)}`);
+        for (const id of ids) assert.deepEqual((await pubc.reply(id, { timeout: 10000 })).publish, {});
+        const seen = offsets(r.subscribe.publications);
+        let last = seen.length ? seen[seen.length - 1] : 1;
+        while (last < N + 1) {
+          const m = await subc.push({ channel: ch, kind: 'pub' }, { timeout: 10000 });
+          seen.push(m.push.pub.offset);
+          last = m.push.pub.offset;
+        }
+        assert.deepEqual(seen, Array.from({ length: N }, (_, k) => k + 2), 'offsets 2..N+1 exactly once, in order');
+      });
+
+      h.test('positioned subscriber joining mid-stream: first live offset follows the subscribe offset', async () => {
+        const ch = uniq('bigpos', fmt);
+        const pubc = await raw();
+        const subc = await raw();
+        const N = 300;
+        const cmds = [];
+        for (let i = 1; i <= N; i++) cmds.push({ id: 5000 + i, publish: { channel: ch, data: { i } } });
+        pubc.send(cmds.slice(0, 150));
+        const subP = subc.subscribe(ch, {}, { timeout: 10000 });
+        pubc.send(cmds.slice(150));
+        const r = await subP;
+        assert.equal(r.subscribe.positioned, true, JSON.stringify(r));
+        await pubc.reply(5000 + N, { timeout: 10000 });
+        const start = r.subscribe.offset || 0;
+        const seen = [];
+        for (let o = start + 1; o <= N; o++) seen.push((await subc.push({ channel: ch, kind: 'pub' }, { timeout: 10000 })).push.pub.offset);
+        assert.deepEqual(seen, Array.from({ length: N - start }, (_, k) => start + k + 1), `from ${start + 1} to ${N}`);
+      });
+
       h.test('flag bit 2 (getState): unrecoverable position -> 112', async () => {
         const ch = uniq('rec', fmt);
         const res = await apiPublish(ch, 1, 8); // history_size 5 keeps 4..8
@@ -480,5 +589,29 @@ describe('broker restart', () => {
         c.close();
       }
     }, { timeout: 40000 });
+  }
+});
+
+describe('client.recovery_max_publication_limit', () => {
+  const h = useServer({ ...CONFIG, client: { recovery_max_publication_limit: 3 } });
+  for (const fmt of FORMATS) {
+    h.test(`[${fmt}] more missed publications than the limit: not recovered`, async (t, srv) => {
+      const ch = uniq('rec', fmt);
+      const res = [];
+      for (let i = 1; i <= 5; i++) res.push(await srv.publish(ch, { i }));
+      const c = await rawClientF(fmt, srv.wsUrl, { connect: { token: tokenFor('1') } });
+      try {
+        let r = await c.subscribe(ch, { recover: true, offset: 2, epoch: res[0].epoch });
+        assert.equal(r.subscribe.recovered, true, `3 missed, limit 3: ${JSON.stringify(r)}`);
+        assert.deepEqual(offsets(r.subscribe.publications), [3, 4, 5]);
+        await c.command({ unsubscribe: { channel: ch } });
+        r = await c.subscribe(ch, { recover: true, offset: 1, epoch: res[0].epoch });
+        assert.equal(r.subscribe.recovered, undefined, `4 missed, limit 3: ${JSON.stringify(r)}`);
+        assert.deepEqual(offsets(r.subscribe.publications), []);
+        assert.equal(r.subscribe.offset, 5);
+      } finally {
+        c.close();
+      }
+    });
   }
 });
