@@ -1418,18 +1418,27 @@ api_legacy(struct http_req *r)
 }
 
 void
-api_handle(struct http_req *r)
+api_handle(struct http_req *r, enum api_listener where)
 {
 	const char *path = loop_http_path(r);
 	const char *method = loop_http_method(r);
 	const char *prefix = api_cfg->http_api_handler_prefix;
 	size_t plen = strlen(prefix);
+	/* With a separate internal port the external one keeps only client
+	 * transports (and the API when http_api.external is set). */
+	int internal_ok = where != API_LISTENER_EXTERNAL;
+	int api_ok = where == API_LISTENER_MAIN ||
+	    (where == API_LISTENER_EXTERNAL) == (api_cfg->http_api_external != 0);
 
-	if (strcmp(path, api_cfg->health_handler_prefix) == 0) {
+	if (!internal_ok && !api_ok) {
+		api_plain(r, 404, "404 page not found\n");
+		return;
+	}
+	if (internal_ok && strcmp(path, api_cfg->health_handler_prefix) == 0) {
 		loop_http_respond(r, 200, API_CONTENT_TYPE, "{}", 2);
 		return;
 	}
-	if (strcmp(path, api_cfg->prometheus_handler_prefix) == 0) {
+	if (internal_ok && strcmp(path, api_cfg->prometheus_handler_prefix) == 0) {
 		struct buf b = BUF_INIT;
 		metrics_write(&b);
 		loop_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8",
@@ -1437,7 +1446,7 @@ api_handle(struct http_req *r)
 		buf_free(&b);
 		return;
 	}
-	if (api_cfg->http_api_disabled || strncmp(path, prefix, plen) != 0 ||
+	if (!api_ok || api_cfg->http_api_disabled || strncmp(path, prefix, plen) != 0 ||
 	    (path[plen] != '\0' && path[plen] != '/')) {
 		api_plain(r, 404, "404 page not found\n");
 		return;

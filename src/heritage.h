@@ -20,6 +20,7 @@ struct heritage {
 	struct config *cfg;       /* parsed configuration (copy-on-write copy) */
 	struct shm *shm;          /* shared segment, mapped before fork */
 	int listen_fd;            /* http_server.address:port, already listening */
+	int internal_fd;          /* http_server.internal_port when separate, else -1 */
 	unsigned nworkers;        /* number of worker processes */
 	enum heritage_role role;  /* what this process is */
 	unsigned worker_id;       /* 0..nworkers-1 when role == ROLE_WORKER */

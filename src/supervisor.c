@@ -142,6 +142,7 @@ static struct {
 	struct event *sig_ev[5];
 	struct event *stop_ev;
 	int listen_fd;
+	int internal_fd;            /* separate internal listener, or -1 */
 	struct shm *shm;
 	const char *pid_file;       /* set once written */
 	pid_t pid;
@@ -1179,6 +1180,9 @@ sup_cleanup(void)
 	if (sup.listen_fd != -1)
 		close(sup.listen_fd);
 	sup.listen_fd = -1;
+	if (sup.internal_fd != -1)
+		close(sup.internal_fd);
+	sup.internal_fd = -1;
 	/* Every child is gone: the configurations of reloads can go. */
 	for (size_t i = 0; i < sup.nreloaded; i++)
 		config_free(sup.reloaded[i]);
@@ -1198,6 +1202,7 @@ sup_run(struct config *cfg, const char *config_path)
 	sup.cfg = cfg;
 	sup.config_path = config_path;
 	sup.listen_fd = -1;
+	sup.internal_fd = -1;
 	sup.pid = getpid();
 	clock_gettime(CLOCK_MONOTONIC, &sup.started);
 	sup.nworkers = config_workers(cfg);
@@ -1210,6 +1215,18 @@ sup_run(struct config *cfg, const char *config_path)
 	    cfg->http_server_port);
 	if (sup.listen_fd == -1)
 		goto fail;
+	if (cfg->http_server_internal_port[0] != '\0') {
+		/* API, health and metrics on their own listener (config.md §1.6),
+		 * unless it resolves to the main one. */
+		const char *addr = cfg->http_server_internal_address[0] ?
+		    cfg->http_server_internal_address : cfg->http_server_address;
+		int64_t port = strtoll(cfg->http_server_internal_port, NULL, 10);
+		if (port != cfg->http_server_port || strcmp(addr, cfg->http_server_address) != 0) {
+			sup.internal_fd = sup_listen(addr, port);
+			if (sup.internal_fd == -1)
+				goto fail;
+		}
+	}
 	memset(&params, 0, sizeof(params));
 	params.nworkers = sup.nworkers;
 	params.fanout_bytes = SUP_FANOUT_BYTES;
@@ -1232,6 +1249,7 @@ sup_run(struct config *cfg, const char *config_path)
 	heritage.cfg = cfg;
 	heritage.shm = sup.shm;
 	heritage.listen_fd = sup.listen_fd;
+	heritage.internal_fd = sup.internal_fd;
 	heritage.nworkers = sup.nworkers;
 	heritage.role = ROLE_SUPERVISOR;
 	heritage.ipc_fd = -1;

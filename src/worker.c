@@ -55,6 +55,7 @@ struct queued {
 struct worker {
 	struct event_base *base;
 	struct loop *loop;
+	struct loop *internal;        /* http_server.internal_port, or NULL */
 	struct hub *hub;
 	struct wheel wheel;
 	struct event *wake_ev, *retry_ev, *drain_ev, *sig_ev[2];
@@ -288,6 +289,8 @@ worker_stop(void)
 	worker.stopping = 1;
 	log_info("stopping: closing %zu connections", loop_conn_count(worker.loop));
 	loop_stop_accepting(worker.loop);
+	if (worker.internal)
+		loop_stop_accepting(worker.internal);
 	client_close_all(3001, "shutdown");
 	/* Poll until every client took its close frame, at most WORKER_DRAIN_MS. */
 	worker.drain_ev = event_new(worker.base, -1, EV_PERSIST, worker_drain_cb, NULL);
@@ -333,7 +336,31 @@ worker_ws_closed(void *user)
 static void
 worker_http_request(void *ctx, struct http_req *r)
 {
-	api_handle(r);
+	api_handle(r, worker.internal ? API_LISTENER_EXTERNAL : API_LISTENER_MAIN);
+}
+
+static void
+worker_http_internal(void *ctx, struct http_req *r)
+{
+	api_handle(r, API_LISTENER_INTERNAL);
+}
+
+static void *
+worker_ws_refuse(void *ctx, struct conn *c, const struct loop_ws_info *info)
+{
+	/* Unreachable: the internal listener has no WebSocket path. */
+	loop_conn_close(c, 1008, "no websocket here");
+	return NULL;
+}
+
+static void
+worker_ws_ignore(void *user, const char *data, size_t len, int binary)
+{
+}
+
+static void
+worker_ws_gone(void *user)
+{
 }
 
 int
@@ -371,6 +398,21 @@ worker_main(void)
 	lp.allowed_origins = (const char *const *)cfg->client_allowed_origins.v;
 	lp.n_allowed_origins = cfg->client_allowed_origins.n;
 	lp.http_body_limit = 10 * 1024 * 1024;
+	if (heritage.internal_fd >= 0) {
+		struct loop_handlers ih = {
+			.ws_open = worker_ws_refuse,
+			.ws_message = worker_ws_ignore,
+			.ws_closed = worker_ws_gone,
+			.http_request = worker_http_internal,
+		};
+		struct loop_params ip = lp;
+		ip.ws_path = "/\x01";      /* no WebSocket on the internal port */
+		worker.internal = loop_new(worker.base, heritage.internal_fd, &ip, &ih, NULL);
+		if (worker.internal == NULL) {
+			log_error("cannot start the internal listener");
+			return 2;
+		}
+	}
 	worker.loop = loop_new(worker.base, heritage.listen_fd, &lp, &lh, NULL);
 	if (worker.loop == NULL) {
 		log_error("cannot start the connection loop");
@@ -407,6 +449,7 @@ worker_main(void)
 
 	ipc_child_unwatch();
 	loop_free(worker.loop);
+	loop_free(worker.internal);
 	hub_free(worker.hub);
 	wheel_free(&worker.wheel);
 	htab_free(&worker.pending);
