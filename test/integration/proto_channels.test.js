@@ -178,6 +178,13 @@ describe('channels, namespaces and permissions', () => {
         assert.deepEqual(r.publish, {}, JSON.stringify(r));
         r = await user.command({ publish: { channel: uniq('pubanon', fmt) } });
         assert.deepEqual(errOf(r), E[107], `empty data: ${JSON.stringify(r)}`);
+        // an anonymous publisher's ClientInfo: JSON always writes "user"
+        const pa = uniq('pubanon', fmt);
+        await anon.subscribe(pa);
+        await anon.command({ publish: { channel: pa, data: { who: 'anon' } } });
+        const m = await anon.push({ channel: pa, kind: 'pub' });
+        const want = fmt === 'json' ? { user: '', client: anon.clientId } : { client: anon.clientId };
+        assert.deepEqual(m.push.pub.info, want, JSON.stringify(m));
       });
 
       h.test('rpc without a proxy: 104 "method not found"; the connection stays', async () => {

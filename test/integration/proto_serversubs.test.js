@@ -109,6 +109,22 @@ describe('server-side subscriptions and connection limits', () => {
         assert.deepEqual((s.publications || []).map((p) => p.data), [{ i: 1 }, { i: 2 }]);
       });
 
+      h.test('ConnectRequest.subs keys: allowed ones subscribed, private skipped, unknown namespace 3501', async () => {
+        const ok = uniq('ss', fmt);
+        const priv = `$${uniq('ss', fmt)}`;
+        const c = await rawClientF(fmt, h.server.wsUrl);
+        open.push(c);
+        const r = await c.connect({ subs: { [ok]: {}, [priv]: {} } });
+        const subs = (r.connect && r.connect.subs) || {};
+        assert.ok(subs[ok] !== undefined, `allowed key subscribed: ${JSON.stringify(r)}`);
+        assert.equal(subs[priv], undefined, `private key skipped: ${JSON.stringify(r)}`);
+        const x = await rawClientF(fmt, h.server.wsUrl);
+        open.push(x);
+        x.send({ id: 1, connect: { subs: { 'nosuchns:x': {} } } });
+        const cl = await x.waitClose();
+        assert.deepEqual(cl, { code: 3501, reason: 'bad request' }, x.describe());
+      }, { todo: 'ConnectRequest.subs keys not subscribed yet' });
+
       h.test('personal channel: users get personal:#<id>, anonymous connections do not', async () => {
         const u = user();
         const c = await raw({ sub: u });

@@ -207,6 +207,17 @@ describe('tokens', () => {
         assert.equal(kept.closeInfo, null);
       }, { timeout: 40000 });
 
+      h.test('refresh with a token without exp: expiry cleared, the connection is not closed later', async () => {
+        const exp = nowSec() + 2;
+        const c = await raw({ connect: { token: hs({ sub: 'ne', exp }) } });
+        const r = await c.command({ refresh: { token: hs({ sub: 'ne' }) } });
+        assert.ok(r.refresh, JSON.stringify(r));
+        assert.equal(r.refresh.expires, undefined, `no expiry: ${JSON.stringify(r)}`);
+        while (nowSec() <= exp + 3) await sleep(200);
+        const p = await c.command({ presence_stats: { channel: uniq('tok', fmt) } });
+        assert.ok(p.presence_stats, `spec §10.2: expiry cleared: ${JSON.stringify(p)} ${c.describe()}`);
+      }, { timeout: 40000 });
+
       h.test('SDK: connection token refreshed through getToken before it expires', async () => {
         let calls = 0;
         const c = sdk({
@@ -269,6 +280,22 @@ describe('tokens', () => {
           assert.deepEqual(cl, { code: 3500, reason: 'invalid token' }, `${what}: ${x.describe()}`);
         }
         t.diagnostic('every subscription token failure gave its §6.5 code');
+      });
+
+      h.test('subscription token override: presence off for this subscriber', async () => {
+        const user = 'ov';
+        const ch = `$${uniq('priv', fmt)}`;
+        const c = await raw({ connect: { token: hs({ sub: user }) } });
+        const d = await raw({ connect: { token: hs({ sub: 'ov2' }) } });
+        let r = await c.subscribe(ch, { token: hs({ sub: user, channel: ch, override: { presence: { value: false } } }) });
+        assert.ok(r.subscribe, JSON.stringify(r));
+        r = await d.subscribe(ch, { token: hs({ sub: 'ov2', channel: ch }) });
+        assert.ok(r.subscribe, JSON.stringify(r));
+        const p = await pollUntil(async () => {
+          const x = await d.command({ presence: { channel: ch } });
+          return x.presence && x.presence.presence && x.presence.presence[d.clientId] ? x.presence.presence : null;
+        }, { timeout: 8000, what: 'presence of the second subscriber' });
+        assert.deepEqual(Object.keys(p), [d.clientId], `override presence false keeps c out: ${JSON.stringify(p)}`);
       });
 
       h.test('SDK: private channel with Subscription getToken; token fetched again after 109', async () => {
@@ -334,6 +361,8 @@ describe('tokens', () => {
         assert.deepEqual(errOf(r), { code: 103, message: 'permission denied' }, `not subscribed: ${JSON.stringify(r)}`);
         r = await c.command({ sub_refresh: { channel: ch, token: '' } });
         assert.deepEqual(errOf(r), { code: 107, message: 'bad request' }, `empty token: ${JSON.stringify(r)}`);
+        r = await c.command({ sub_refresh: { channel: ch, token: hs({ sub: user, channel: ch, exp: nowSec() - 5 }) } });
+        assert.deepEqual(errOf(r), { code: 110, message: 'expired' }, `expired token, spec §10.1: ${JSON.stringify(r)}`);
 
         const ch2 = `$${uniq('priv', fmt)}`;
         r = await c.subscribe(ch2, { token: hs({ sub: user, channel: ch2, exp: nowSec() + 2 }) });
