@@ -23,8 +23,21 @@
  * libuv's watcher queue and kick again while it is not empty.
  *
  * Sockets: the supervisor's listening fd is inherited and shared by all
- * workers; we accept with an evconnlistener and hand each socket to lws with
- * lws_adopt_socket_vhost() (the vhost does not listen).
+ * workers; we accept with an evconnlistener.  Plain HTTP/1.1 (the server
+ * API, /health, /metrics) is read, parsed and answered here, with
+ * pipelining (responses in request order); a WebSocket upgrade is handed to
+ * lws with lws_adopt_socket_vhost_readbuf() and the bytes already read (the
+ * vhost does not listen).  Why not lws for HTTP: lws 4.1 cannot serve two
+ * requests that arrive in one segment (see the HTTP section).
+ *
+ * Writes to WebSockets (the fan-out hot path): loop_conn_send() only queues
+ * and lists the connection; at the end of the loop turn (loop_pump, where
+ * uv_run is kicked anyway) each listed connection's queue goes out as one
+ * frame with a direct lws_write() when lws holds no unsent part of an
+ * earlier one.  lws_callback_on_writable() is used only when the socket is
+ * full: through libuv every call is a uv_poll_start (an EPOLL_CTL_DEL then
+ * an ADD), and so is dropping POLLOUT after the write, which was a third of
+ * the worker's CPU when each delivery went through it.
  *
  * Memory: rx_buffer_size 256 (the default 4096 was ~78% of lws's per
  * connection cost), max_http_header_pool 64, per-connection state is the lws
@@ -40,10 +53,10 @@
  * (struct lws ~840 B + uv_poll_t + lws per-session struct conn + malloc
  * overhead).  Kernel socket memory is extra.
  *
- * Known limits: HTTP/1.1 pipelined requests that arrive in the same segment
- * as a previous one are not answered (only sequential keep-alive works);
- * an unknown WebSocket subprotocol is refused by lws; the query string is
- * what lws gives (arguments URL-decoded, re-joined with '&').
+ * Known limits: an unknown WebSocket subprotocol is refused by lws; HTTP
+ * request bodies need Content-Length (no chunked upload: 411); at most
+ * LOOP_HTTP_PIPELINE_MAX unanswered requests per connection are dispatched,
+ * the rest wait in the socket.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -51,6 +64,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/event.h>
@@ -71,6 +86,10 @@
 #define LOOP_CLOSE_TIMEOUT 5            /* s to flush before the close frame */
 #define LOOP_REASON_MAX 122             /* close reason < 123 bytes */
 #define LOOP_QUEUE_INIT 8
+#define LOOP_HTTP_HEAD_MAX 16384        /* request line + headers */
+#define LOOP_HTTP_PIPELINE_MAX 32       /* unanswered requests per conn */
+#define LOOP_HTTP_IDLE_TIMEOUT 5        /* s: idle keep-alive (as lws) */
+#define LOOP_HTTP_READ_TIMEOUT 20       /* s: to receive a whole request */
 
 /* Outgoing queue of one connection: a ring of shared message buffers.
  * Exists only while non-empty. */
@@ -86,7 +105,8 @@ enum conn_flag {
 	CONN_F_WS = 1 << 0,             /* established WebSocket */
 	CONN_F_BINARY = 1 << 1,         /* frames out are binary */
 	CONN_F_CLOSING = 1 << 2,        /* loop_conn_close() or slow */
-	CONN_F_NOFLUSH = 1 << 3         /* drop the queue, close at once */
+	CONN_F_NOFLUSH = 1 << 3,        /* drop the queue, close at once */
+	CONN_F_DIRTY = 1 << 4           /* listed in loop.dirty */
 };
 
 /*
@@ -105,7 +125,6 @@ struct conn {
 	struct connq *q;                /* NULL when nothing is queued */
 	char *rx;                       /* reassembly; NULL between messages */
 	char *close_reason;
-	struct http_req *req;           /* HTTP: the request in progress */
 };
 
 struct req_hdr {
@@ -115,24 +134,50 @@ struct req_hdr {
 };
 
 /*
- * An HTTP request, from its headers to its response.  Owned by the conn
- * (c->req) until the client goes away; then it is orphaned (wsi == NULL) and
- * freed by loop_http_respond().  Once responded it is freed by the writer.
+ * An HTTP request, from its headers to its response.  It belongs to its
+ * connection's hconn list, in arrival order, until its response has been
+ * written (then the writer frees it) or the client went away (then it is an
+ * orphan, hc == NULL, freed by loop_http_respond()).
  */
 struct http_req {
 	uint32_t magic;
-	int responded;
-	struct lws *wsi;                /* NULL once the client went away */
+	uint8_t dispatched;             /* complete, handed to a handler */
+	uint8_t responded;              /* loop_http_respond() was called */
+	uint8_t last;                   /* the connection closes after it */
 	struct loop *l;
+	struct hconn *hc;               /* NULL: orphan */
+	struct http_req *next;          /* in hc's list */
 	const char *method;
 	char *path;
 	char *query;
+	char *raw;                      /* header lines, for lookups */
 	struct buf body;
 	struct req_hdr *hdrs;           /* values looked up so far */
 	int status;
 	char *ctype;
 	char *resp;
 	size_t resp_len;
+};
+
+/* One plain HTTP/1.1 connection, served by loop.c itself (see HTTP). */
+struct hconn {
+	struct loop *l;
+	int fd;                         /* -1 once handed to lws */
+	uint8_t listed;                 /* in l->hready */
+	uint8_t closing;                /* parse no more requests */
+	uint8_t close_sent;             /* a "connection: close" went out */
+	uint8_t rd_eof;                 /* the client sent FIN (or error) */
+	uint8_t upgrade;                /* hand to lws once answered */
+	unsigned npending;              /* requests in the list */
+	struct http_req *head, *tail;   /* dispatched, not yet written */
+	struct buf in;                  /* read, not yet parsed */
+	size_t in_off;
+	struct buf out;                 /* response bytes not yet sent */
+	size_t off;                     /* sent part of out */
+	struct event *rev;              /* readable */
+	struct event *wev;              /* socket full: wait for EV_WRITE */
+	struct event *tev;              /* idle / slow request timeout */
+	struct hconn *prev, *next;      /* l->hconns */
 };
 
 struct loop {
@@ -149,6 +194,17 @@ struct loop {
 	struct event *kick_ev;          /* made active to run uv once */
 	struct event *accept_pause_ev;  /* re-enables accept after EMFILE */
 	int kick_pending;
+	int in_pump;                    /* inside loop_pump() */
+	/* WebSockets that got messages this turn, written at its end
+	 * (loop_flush); closed ones are NULLed out. */
+	struct conn **dirty;
+	size_t n_dirty;
+	size_t dirty_cap;
+	struct hconn *hconns;           /* every HTTP connection */
+	/* HTTP connections whose first pending response is ready */
+	struct hconn **hready;
+	size_t n_hready;
+	size_t hready_cap;
 	struct loop_params p;
 	char *ws_path;
 	char **origins;
@@ -165,6 +221,11 @@ static const char *const loop_method_names[] = {
 };
 
 static void loop_pump(struct loop *l);
+static void loop_flush(struct loop *l);
+static void loop_http_flush(struct loop *l);
+static void loop_hconn_new(struct loop *l, int fd);
+static void loop_hconn_free(struct hconn *hc);
+static void loop_hconn_wev_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- libuv inside libevent ---------------------------------------------- */
 
@@ -200,7 +261,13 @@ loop_pump(struct loop *l)
 	int t;
 
 	l->kick_pending = 0;
+	l->in_pump = 1;
+	/* What libevent callbacks queued this turn, then lws's own events,
+	 * then what lws callbacks queued during uv_run. */
+	loop_flush(l);
 	uv_run(&l->uv, UV_RUN_NOWAIT);
+	loop_flush(l);
+	l->in_pump = 0;
 	if (loop_uv_changes_pending(&l->uv)) {
 		loop_kick(l);
 		return;
@@ -236,6 +303,10 @@ loop_lws_log(int level, const char *line)
 
 	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		n--;
+	/* lws 4.1 logs every lws_adopt_socket_vhost_readbuf() as an error */
+	if (strstr(line, "adopt_socket_readbuf: calling service") ||
+	    strstr(line, "adopt_socket_readbuf: deferring handling ah"))
+		return;
 	if (level & LLL_ERR)
 		log_error("lws: %.*s", (int)n, line);
 	else if (level & LLL_WARN)
@@ -251,11 +322,11 @@ loop_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	       struct sockaddr *sa, int socklen, void *arg)
 {
 	struct loop *l = arg;
+	int one = 1;
 
-	/* On failure lws has closed the socket itself. */
-	if (!lws_adopt_socket_vhost(l->vh, fd))
-		log_warn("lws_adopt_socket_vhost(fd %d) failed", (int)fd);
-	loop_kick(l);
+	/* responses and pushes are whole messages: no Nagle delay */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	loop_hconn_new(l, fd);
 }
 
 static void
@@ -668,6 +739,73 @@ loop_ws_writeable(struct loop *l, struct conn *c)
 	return 0;
 }
 
+/* Drops c from the dirty list (c is closing while listed). */
+static void
+loop_dirty_forget(struct loop *l, struct conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < l->n_dirty; i++)
+		if (l->dirty[i] == c)
+			l->dirty[i] = NULL;
+	c->flags &= (uint8_t)~CONN_F_DIRTY;
+}
+
+/*
+ * Writes what c has queued now, outside any lws callback: one frame of up to
+ * LOOP_FRAME_MAX bytes per lws_write, until the queue is empty or lws had to
+ * keep part of a frame (the socket is full).  lws then holds the rest and
+ * asks for POLLOUT itself; the writeable callback continues from there.
+ * This is the common path: a frame that fits in the socket buffer costs one
+ * send() and no epoll change, where lws_callback_on_writable() costs a
+ * uv_poll_start (an EPOLL_CTL_DEL and an ADD) to arm POLLOUT and another to
+ * drop it.  A failed write kills the connection (ws_closed runs now).
+ */
+static void
+loop_ws_write_now(struct loop *l, struct conn *c)
+{
+	size_t n;
+
+	while (c->q && !lws_partial_buffered(c->wsi)) {
+		n = loop_queue_take(l, c);
+		if (lws_write(c->wsi, (unsigned char *)l->wbuf + LWS_PRE, n,
+			      (c->flags & CONN_F_BINARY) ? LWS_WRITE_BINARY :
+							   LWS_WRITE_TEXT) < 0) {
+			loop_queue_free(c);
+			c->flags |= CONN_F_CLOSING | CONN_F_NOFLUSH;
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
+					LWS_TO_KILL_SYNC);
+			return;
+		}
+	}
+}
+
+/*
+ * Writes the batch of every connection that got messages since the last
+ * flush.  The list may grow while this runs (a close handler sending); it is
+ * read by index for that reason.
+ */
+static void
+loop_flush(struct loop *l)
+{
+	struct conn *c;
+	size_t i;
+
+	for (i = 0; i < l->n_dirty; i++) {
+		c = l->dirty[i];
+		if (!c)
+			continue;
+		l->dirty[i] = NULL;
+		c->flags &= (uint8_t)~CONN_F_DIRTY;
+		/* a closing connection flushes from its writeable callback */
+		if (c->magic != CONN_MAGIC || (c->flags & CONN_F_CLOSING))
+			continue;
+		loop_ws_write_now(l, c);
+	}
+	l->n_dirty = 0;
+	loop_http_flush(l);
+}
+
 static void
 loop_ws_closed(struct loop *l, struct conn *c)
 {
@@ -676,6 +814,8 @@ loop_ws_closed(struct loop *l, struct conn *c)
 	if (c->magic != CONN_MAGIC)
 		return;
 	user = c->user;
+	if (c->flags & CONN_F_DIRTY)
+		loop_dirty_forget(l, c);
 	loop_queue_free(c);
 	free(c->rx);
 	free(c->close_reason);
@@ -685,6 +825,19 @@ loop_ws_closed(struct loop *l, struct conn *c)
 }
 
 /* ---- HTTP --------------------------------------------------------------- */
+
+/*
+ * Plain HTTP/1.1 is served here, not by lws: lws 4.1 mishandles pipelined
+ * requests (a POST whose headers it parses from its buffer list gets the
+ * first bytes of those headers as its body, and its body loop never ends
+ * when more bytes follow; a body-less one completed late makes lws parse the
+ * next request into the finished header table, i.e. drop it).  Each accepted
+ * socket starts here: its requests are read and parsed, dispatched as soon as
+ * complete (up to LOOP_HTTP_PIPELINE_MAX unanswered per connection), and
+ * answered in request order, several ready responses in one send().  A
+ * WebSocket upgrade on ws_path is handed to lws with the bytes already read
+ * (lws_adopt_socket_vhost_readbuf), once the responses before it are out.
+ */
 
 static void
 loop_req_free(struct http_req *r)
@@ -697,6 +850,7 @@ loop_req_free(struct http_req *r)
 		free(h->value);
 		free(h);
 	}
+	free(r->raw);
 	free(r->path);
 	free(r->query);
 	buf_free(&r->body);
@@ -706,123 +860,619 @@ loop_req_free(struct http_req *r)
 	free(r);
 }
 
-/* Answers status with an empty body, drops the request, asks for a close. */
-static int
-loop_http_refuse(struct loop *l, struct lws *wsi, struct conn *c, int status)
+static const char *
+loop_http_reason(int status)
 {
-	if (c->req) {
-		loop_req_free(c->req);
-		c->req = NULL;
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return status < 400 ? "OK" : "Error";
 	}
-	loop_http_write(l, wsi, status, "text/plain", NULL, 0);
+}
+
+/* Appends r's complete response to out. */
+static void
+loop_http_format(struct buf *out, const struct http_req *r)
+{
+	buf_printf(out, "HTTP/1.1 %d %s\r\nserver: centrifugo\r\n", r->status,
+		   loop_http_reason(r->status));
+	if (r->ctype)
+		buf_printf(out, "content-type: %s\r\n", r->ctype);
+	buf_printf(out, "content-length: %zu\r\n", r->resp_len);
+	if (r->last)
+		buf_puts(out, "connection: close\r\n");
+	buf_puts(out, "\r\n");
+	if (r->resp_len)
+		buf_append(out, r->resp, r->resp_len);
+}
+
+/* Makes hc's requests orphans (freed by loop_http_respond) or frees the
+ * answered ones. */
+static void
+loop_hconn_orphan_all(struct hconn *hc)
+{
+	struct http_req *r, *next;
+
+	for (r = hc->head; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		r->hc = NULL;
+		if (r->responded)
+			loop_req_free(r);
+	}
+	hc->head = hc->tail = NULL;
+	hc->npending = 0;
+}
+
+/* Frees hc; closes its socket unless it was handed to lws (fd < 0). */
+static void
+loop_hconn_free(struct hconn *hc)
+{
+	struct loop *l = hc->l;
+	size_t i;
+
+	loop_hconn_orphan_all(hc);
+	if (hc->listed)
+		for (i = 0; i < l->n_hready; i++)
+			if (l->hready[i] == hc)
+				l->hready[i] = NULL;
+	if (hc->prev)
+		hc->prev->next = hc->next;
+	else
+		l->hconns = hc->next;
+	if (hc->next)
+		hc->next->prev = hc->prev;
+	event_free(hc->rev);
+	event_free(hc->tev);
+	if (hc->wev)
+		event_free(hc->wev);
+	if (hc->fd >= 0)
+		evutil_closesocket(hc->fd);
+	buf_free(&hc->in);
+	buf_free(&hc->out);
+	free(hc);
+}
+
+/* Marks hc to be written at the end of this loop turn (loop_flush). */
+static void
+loop_hconn_ready(struct hconn *hc)
+{
+	struct loop *l = hc->l;
+
+	if (hc->listed || hc->wev)
+		return;         /* listed, or waiting for the socket */
+	if (l->n_hready == l->hready_cap) {
+		l->hready_cap = l->hready_cap ? 2 * l->hready_cap : 16;
+		l->hready = xrealloc(l->hready,
+				     l->hready_cap * sizeof(l->hready[0]));
+	}
+	l->hready[l->n_hready++] = hc;
+	hc->listed = 1;
+	if (!l->in_pump)
+		loop_kick(l);
+}
+
+/* (Re)arms hc's timer: idle keep-alive, or a request still arriving. */
+static void
+loop_hconn_timer(struct hconn *hc)
+{
+	struct timeval tv = { LOOP_HTTP_IDLE_TIMEOUT, 0 };
+
+	if (hc->head) {
+		evtimer_del(hc->tev);   /* we owe an answer: no timeout */
+		return;
+	}
+	if (hc->in.len > hc->in_off)
+		tv.tv_sec = LOOP_HTTP_READ_TIMEOUT;
+	evtimer_add(hc->tev, &tv);
+}
+
+/* Hands hc's socket and its unparsed bytes to lws, frees hc. */
+static void
+loop_hconn_handoff(struct hconn *hc)
+{
+	struct loop *l = hc->l;
+	int fd = hc->fd;
+
+	hc->fd = -1;
+	event_del(hc->rev);
+	/* lws serves the handshake from these bytes right now; on failure
+	 * it has closed the socket itself */
+	if (!lws_adopt_socket_vhost_readbuf(l->vh, fd, hc->in.data + hc->in_off,
+					    hc->in.len - hc->in_off))
+		log_debug("WebSocket handoff of fd %d failed", fd);
+	loop_hconn_free(hc);
+	loop_kick(l);
+}
+
+static int loop_hconn_parse(struct hconn *hc);
+
+/*
+ * Sends the responses that are ready, in request order: every answered
+ * request at the head of the list goes into one buffer and one send().  On
+ * EAGAIN the rest waits for EV_WRITE.  Then: closes after a last request,
+ * hands an upgrade over, or goes on reading.  Runs outside lws callbacks.
+ */
+static void
+loop_hconn_write(struct hconn *hc)
+{
+	struct http_req *r;
+	ssize_t n;
+
+	for (;;) {
+		if (hc->off == hc->out.len) {
+			hc->off = 0;
+			hc->out.len = 0;
+			while ((r = hc->head) && r->responded) {
+				hc->head = r->next;
+				if (!hc->head)
+					hc->tail = NULL;
+				hc->npending--;
+				if (r->last)
+					hc->close_sent = 1;
+				loop_http_format(&hc->out, r);
+				loop_req_free(r);
+			}
+			if (!hc->out.len)
+				break;
+		}
+		n = send(hc->fd, hc->out.data + hc->off, hc->out.len - hc->off,
+			 MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			hc->wev = event_new(hc->l->base, hc->fd, EV_WRITE,
+					    loop_hconn_wev_cb, hc);
+			ASSERT(hc->wev);
+			event_add(hc->wev, NULL);
+			return;
+		}
+		if (n <= 0) {
+			log_debug("HTTP response send(fd %d): %s", hc->fd,
+				  n < 0 ? strerror(errno) : "0 bytes");
+			loop_hconn_free(hc);
+			return;
+		}
+		hc->off += (size_t)n;
+	}
+	if (hc->close_sent || (hc->rd_eof && !hc->head)) {
+		loop_hconn_free(hc);
+		return;
+	}
+	if (hc->upgrade && !hc->head) {
+		loop_hconn_handoff(hc);
+		return;
+	}
+	/* requests held back while the pipeline was full; reading again */
+	loop_hconn_parse(hc);
+}
+
+static void
+loop_hconn_wev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *hc = arg;
+
+	event_free(hc->wev);
+	hc->wev = NULL;
+	loop_hconn_write(hc);
+}
+
+static void
+loop_hconn_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hconn *hc = arg;
+
+	if (!hc->head)
+		loop_hconn_free(hc);
+}
+
+/* Writes every HTTP connection whose next response became ready. */
+static void
+loop_http_flush(struct loop *l)
+{
+	struct hconn *hc;
+	size_t i;
+
+	for (i = 0; i < l->n_hready; i++) {
+		hc = l->hready[i];
+		if (!hc)
+			continue;
+		l->hready[i] = NULL;
+		hc->listed = 0;
+		loop_hconn_write(hc);
+	}
+	l->n_hready = 0;
+}
+
+/* Value of header name (lower case) in the raw header lines, repeated
+ * headers joined by ','.  Caller frees; NULL if absent. */
+static char *
+loop_raw_header(const char *raw, const char *name)
+{
+	size_t nlen = strlen(name);
+	const char *p = raw, *e, *v, *ve;
+	struct buf b = BUF_INIT;
+	int found = 0;
+
+	for (; *p; p = *e ? e + 1 : e) {
+		e = strchr(p, '\n');
+		if (!e)
+			e = p + strlen(p);
+		if ((size_t)(e - p) <= nlen || p[nlen] != ':' ||
+		    strncasecmp(p, name, nlen))
+			continue;
+		v = p + nlen + 1;
+		ve = e;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' ||
+				  ve[-1] == '\r'))
+			ve--;
+		if (found)
+			buf_putc(&b, ',');
+		buf_append(&b, v, (size_t)(ve - v));
+		found = 1;
+	}
+	if (!found)
+		return NULL;
+	buf_cstr(&b);
+	return buf_steal(&b, NULL);
+}
+
+/* Whether the comma-separated header value v has token tok (any case). */
+static int
+loop_has_token(const char *v, const char *tok)
+{
+	size_t n = strlen(tok);
+	const char *p = v;
+
+	while (v && *p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!strncasecmp(p, tok, n) &&
+		    (p[n] == '\0' || p[n] == ',' || p[n] == ' ' ||
+		     p[n] == '\t'))
+			return 1;
+		p = strchr(p, ',');
+		if (!p)
+			break;
+	}
+	return 0;
+}
+
+static int
+loop_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
 	return -1;
 }
 
-static void
-loop_http_dispatch(struct loop *l, struct http_req *r)
-{
-	buf_cstr(&r->body);
-	l->h.http_request(l->hctx, r);
-}
-
+/*
+ * URL-decodes [s, e) into b: the path as is; the query (args) with '+' as
+ * space and its '&' / ';' separators (unencoded ones) as '&', as lws gives
+ * them.  Returns -1 on a bad %-escape.
+ */
 static int
-loop_http_start(struct loop *l, struct lws *wsi, struct conn *c,
-		const char *uri, size_t urilen)
+loop_url_decode(struct buf *b, const char *s, const char *e, int args)
 {
-	struct http_req *r;
-	char *uri_ptr, *cl;
-	unsigned long long clen = 0;
-	int meth, uri_len, has_cl;
+	int h, lo;
 
-	if (c->req) {                   /* cannot happen on h1 */
-		log_warn("HTTP request while another is in progress");
-		return -1;
-	}
-	meth = lws_http_get_uri_and_method(wsi, &uri_ptr, &uri_len);
-	r = xcalloc(1, sizeof(*r));
-	r->magic = REQ_MAGIC;
-	r->wsi = wsi;
-	r->l = l;
-	r->method = meth >= 0 && (size_t)meth < sizeof(loop_method_names) /
-		    sizeof(loop_method_names[0]) ? loop_method_names[meth] :
-		    "GET";
-	r->path = xstrndup(uri ? uri : "/", uri ? urilen : 1);
-	r->query = loop_args_dup(wsi);
-	buf_init(&r->body);
-	c->req = r;
-
-	cl = loop_hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-	has_cl = cl != NULL;
-	if (cl) {
-		char *e;
-
-		errno = 0;
-		clen = strtoull(cl, &e, 10);
-		if (errno || e == cl || *e) {
-			free(cl);
-			return loop_http_refuse(l, wsi, c, 400);
+	for (; s < e; s++) {
+		if (*s == '%') {
+			if (e - s < 3 || (h = loop_hexval(s[1])) < 0 ||
+			    (lo = loop_hexval(s[2])) < 0)
+				return -1;
+			buf_putc(b, (char)(h << 4 | lo));
+			s += 2;
+		} else if (args && *s == '+') {
+			buf_putc(b, ' ');
+		} else if (args && *s == ';') {
+			buf_putc(b, '&');
+		} else {
+			buf_putc(b, *s);
 		}
-		free(cl);
 	}
-	if (clen > l->p.http_body_limit)
-		return loop_http_refuse(l, wsi, c, 413);
-	if (!has_cl && (meth == LWSHUMETH_POST || meth == LWSHUMETH_PUT ||
-			meth == LWSHUMETH_PATCH))
-		return loop_http_refuse(l, wsi, c, 411);
-	/* lws delivers a body (HTTP_BODY..._COMPLETION) for a positive
-	 * Content-Length, and for a POST with an explicit zero one. */
-	if (clen > 0 || (has_cl && meth == LWSHUMETH_POST))
-		return 0;
-	loop_http_dispatch(l, r);
+	buf_cstr(b);
 	return 0;
 }
 
-static int
-loop_http_body_chunk(struct loop *l, struct lws *wsi, struct conn *c,
-		     const void *in, size_t len)
+/* Queues r on hc (arrival order). */
+static void
+loop_hconn_add(struct hconn *hc, struct http_req *r)
 {
-	struct http_req *r = c->req;
-
-	if (!r || r->responded)
-		return 0;
-	if (r->body.len + len > l->p.http_body_limit)
-		return loop_http_refuse(l, wsi, c, 413);
-	buf_append(&r->body, in, len);
-	return 0;
+	r->hc = hc;
+	if (hc->tail)
+		hc->tail->next = r;
+	else
+		hc->head = r;
+	hc->tail = r;
+	hc->npending++;
 }
 
-static int
-loop_http_writeable(struct loop *l, struct lws *wsi, struct conn *c)
+/* Answers with status and an empty body, and reads nothing more. */
+static void
+loop_hconn_refuse(struct hconn *hc, int status)
 {
-	struct http_req *r = c->req;
-	int rc;
+	struct http_req *r = xcalloc(1, sizeof(*r));
 
-	if (!r || !r->responded)
-		return 0;
-	c->req = NULL;
-	rc = loop_http_write(l, wsi, r->status, r->ctype, r->resp,
-			     r->resp_len);
-	loop_req_free(r);
-	if (rc)
-		return -1;
-	/* keep-alive: nonzero means lws wants the connection closed */
-	if (lws_http_transaction_completed(wsi))
-		return -1;
+	r->magic = REQ_MAGIC;
+	r->l = hc->l;
+	r->dispatched = 1;
+	r->last = 1;
+	r->method = "GET";
+	buf_init(&r->body);
+	hc->closing = 1;
+	loop_hconn_add(hc, r);
+	loop_http_respond(r, status, "text/plain", NULL, 0);
+}
+
+/*
+ * Parses and dispatches the complete requests in hc->in.  Returns -1 when
+ * hc is gone (freed or handed to lws), else 0.
+ */
+static int
+loop_hconn_parse(struct hconn *hc)
+{
+	struct loop *l = hc->l;
+	struct http_req *r;
+	const char *p, *end, *sp1, *sp2, *eol, *q, *hdrs;
+	char *v;
+	size_t headlen, avail;
+	unsigned long long clen;
+	int http10, ka, upgrade, meth;
+
+	while (!hc->closing && !hc->upgrade &&
+	       hc->npending < LOOP_HTTP_PIPELINE_MAX &&
+	       hc->in.len > hc->in_off) {
+		p = hc->in.data + hc->in_off;
+		avail = hc->in.len - hc->in_off;
+		/* tolerate empty lines between requests */
+		if (*p == '\r' || *p == '\n') {
+			hc->in_off++;
+			continue;
+		}
+		end = memmem(p, avail, "\r\n\r\n", 4);
+		if (!end) {
+			if (avail > LOOP_HTTP_HEAD_MAX)
+				loop_hconn_refuse(hc, 431);
+			break;
+		}
+		headlen = (size_t)(end - p) + 4;
+		if (headlen > LOOP_HTTP_HEAD_MAX) {
+			loop_hconn_refuse(hc, 431);
+			break;
+		}
+		eol = memchr(p, '\r', headlen);
+		sp1 = memchr(p, ' ', (size_t)(eol - p));
+		sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) :
+			    NULL;
+		if (!sp1 || !sp2 || sp2 == sp1 + 1 || sp1[1] != '/' ||
+		    eol - sp2 != 9 || strncmp(sp2 + 1, "HTTP/1.", 7) ||
+		    (sp2[8] != '0' && sp2[8] != '1')) {
+			loop_hconn_refuse(hc, 400);
+			break;
+		}
+		http10 = sp2[8] == '0';
+		for (meth = 0; meth < 8; meth++)
+			if ((size_t)(sp1 - p) ==
+			    strlen(loop_method_names[meth]) &&
+			    !strncmp(p, loop_method_names[meth],
+				     (size_t)(sp1 - p)))
+				break;
+		if (meth == 8) {
+			loop_hconn_refuse(hc, 405);
+			break;
+		}
+
+		r = xcalloc(1, sizeof(*r));
+		r->magic = REQ_MAGIC;
+		r->l = l;
+		r->method = loop_method_names[meth];
+		buf_init(&r->body);
+		/* header lines, NUL-terminated, for loop_http_header() */
+		hdrs = eol + 2;
+		r->raw = xstrndup(hdrs, (size_t)(end + 2 - hdrs));
+		q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
+		{
+			struct buf b = BUF_INIT;
+
+			if (loop_url_decode(&b, sp1 + 1, q ? q : sp2, 0)) {
+				buf_free(&b);
+				loop_req_free(r);
+				loop_hconn_refuse(hc, 400);
+				break;
+			}
+			r->path = buf_steal(&b, NULL);
+			buf_init(&b);
+			if (loop_url_decode(&b, q ? q + 1 : sp2, sp2, 1)) {
+				buf_free(&b);
+				loop_req_free(r);
+				loop_hconn_refuse(hc, 400);
+				break;
+			}
+			r->query = buf_steal(&b, NULL);
+		}
+
+		v = loop_raw_header(r->raw, "connection");
+		ka = http10 ? loop_has_token(v, "keep-alive") :
+			      !loop_has_token(v, "close");
+		upgrade = loop_has_token(v, "upgrade");
+		free(v);
+		v = loop_raw_header(r->raw, "upgrade");
+		upgrade = upgrade && meth == 0 && loop_has_token(v,
+								"websocket");
+		free(v);
+
+		if (upgrade) {
+			int status = 0;
+
+			if (strcmp(r->path, l->ws_path)) {
+				status = 404;
+			} else {
+				v = loop_raw_header(r->raw, "origin");
+				if (v && !loop_origin_allowed(l, v)) {
+					log_info("WebSocket upgrade refused: "
+						 "origin \"%s\" not allowed",
+						 v);
+					status = 403;
+				}
+				free(v);
+			}
+			if (!status) {
+				/* lws takes the socket from this request on,
+				 * once the responses before it are out */
+				loop_req_free(r);
+				hc->upgrade = 1;
+				event_del(hc->rev);
+				evtimer_del(hc->tev);
+				if (!hc->head) {
+					loop_hconn_handoff(hc);
+					return -1;
+				}
+				return 0;
+			}
+			hc->in_off += headlen;
+			r->dispatched = 1;
+			r->last = !ka;
+			hc->closing = !ka;
+			loop_hconn_add(hc, r);
+			loop_http_respond(r, status, "text/plain", NULL, 0);
+			continue;
+		}
+
+		v = loop_raw_header(r->raw, "content-length");
+		clen = 0;
+		if (v) {
+			char *e;
+
+			errno = 0;
+			clen = strtoull(v, &e, 10);
+			if (errno || e == v || *e || !isdigit((unsigned char)*v)) {
+				free(v);
+				loop_req_free(r);
+				loop_hconn_refuse(hc, 400);
+				break;
+			}
+		} else if (meth == LWSHUMETH_POST || meth == LWSHUMETH_PUT ||
+			   meth == LWSHUMETH_PATCH) {
+			loop_req_free(r);
+			loop_hconn_refuse(hc, 411);
+			break;
+		}
+		free(v);
+		if (clen > l->p.http_body_limit) {
+			loop_req_free(r);
+			loop_hconn_refuse(hc, 413);
+			break;
+		}
+		if (avail - headlen < clen) {
+			loop_req_free(r);       /* body still on its way */
+			break;
+		}
+		buf_append(&r->body, p + headlen, (size_t)clen);
+		buf_cstr(&r->body);
+		hc->in_off += headlen + (size_t)clen;
+
+		r->dispatched = 1;
+		r->last = !ka;
+		hc->closing = !ka;
+		loop_hconn_add(hc, r);
+		/* may answer, even synchronously; written by loop_flush */
+		l->h.http_request(l->hctx, r);
+	}
+	/* keep only the unparsed bytes */
+	if (hc->in_off) {
+		memmove(hc->in.data, hc->in.data + hc->in_off,
+			hc->in.len - hc->in_off);
+		hc->in.len -= hc->in_off;
+		hc->in_off = 0;
+	}
+	if (hc->closing || hc->npending >= LOOP_HTTP_PIPELINE_MAX)
+		event_del(hc->rev);
+	else if (!hc->upgrade && !hc->rd_eof)
+		event_add(hc->rev, NULL);
+	loop_hconn_timer(hc);
 	return 0;
 }
 
 static void
-loop_http_closed(struct conn *c)
+loop_hconn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct http_req *r = c->req;
+	struct hconn *hc = arg;
+	struct loop *l = hc->l;
+	size_t limit = LOOP_HTTP_HEAD_MAX + l->p.http_body_limit + 4096;
+	ssize_t n;
+	int rounds;
 
-	if (!r)
+	for (rounds = 0; rounds < 16; rounds++) {
+		if (hc->in.len >= limit)
+			break;  /* parse decides (431/413) */
+		buf_reserve(&hc->in, 4096);
+		n = recv(hc->fd, hc->in.data + hc->in.len,
+			 hc->in.cap - hc->in.len - 1, 0);
+		if (n > 0) {
+			hc->in.len += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		/* EOF (the client may have half-closed after its requests)
+		 * or error: answer what is complete, then close */
+		hc->rd_eof = 1;
+		event_del(hc->rev);
+		break;
+	}
+	if (loop_hconn_parse(hc))
 		return;
-	c->req = NULL;
-	if (r->responded)
-		loop_req_free(r);
-	else
-		r->wsi = NULL;  /* orphan: freed by loop_http_respond() */
+	if (hc->rd_eof && !hc->head && !hc->upgrade)
+		loop_hconn_free(hc);
+}
+
+/* A new accepted socket: HTTP until its first request says upgrade. */
+static void
+loop_hconn_new(struct loop *l, int fd)
+{
+	struct hconn *hc = xcalloc(1, sizeof(*hc));
+
+	hc->l = l;
+	hc->fd = fd;
+	buf_init(&hc->in);
+	buf_init(&hc->out);
+	hc->rev = event_new(l->base, fd, EV_READ | EV_PERSIST,
+			    loop_hconn_read_cb, hc);
+	hc->tev = evtimer_new(l->base, loop_hconn_timeout_cb, hc);
+	ASSERT(hc->rev && hc->tev);
+	hc->next = l->hconns;
+	if (hc->next)
+		hc->next->prev = hc;
+	l->hconns = hc;
+	event_add(hc->rev, NULL);
+	loop_hconn_timer(hc);
 }
 
 /* ---- the lws protocol callback ------------------------------------------ */
@@ -832,7 +1482,6 @@ loop_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	    void *in, size_t len)
 {
 	struct conn *c = user;
-	struct loop *l;
 
 	switch (reason) {
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -851,22 +1500,8 @@ loop_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			loop_ws_closed(loop_of(wsi), c);
 		return 0;
 	case LWS_CALLBACK_HTTP:
-		if (!c)
-			return -1;
-		return loop_http_start(loop_of(wsi), wsi, c, in, len);
-	case LWS_CALLBACK_HTTP_BODY:
-		l = loop_of(wsi);
-		return c ? loop_http_body_chunk(l, wsi, c, in, len) : 0;
-	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		if (c && c->req && !c->req->responded)
-			loop_http_dispatch(loop_of(wsi), c->req);
-		return 0;
-	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return c ? loop_http_writeable(loop_of(wsi), wsi, c) : 0;
-	case LWS_CALLBACK_CLOSED_HTTP:
-		if (c)
-			loop_http_closed(c);
-		return 0;
+		/* lws only gets upgrades (see HTTP); one it did not take */
+		return -1;
 	default:
 		return 0;
 	}
@@ -995,6 +1630,8 @@ loop_free(struct loop *l)
 	if (l->lev)
 		evconnlistener_free(l->lev);
 	l->lev = NULL;
+	while (l->hconns)
+		loop_hconn_free(l->hconns);
 	/* Closes every wsi: ws_closed runs for each WebSocket. */
 	if (l->ctx)
 		lws_context_destroy(l->ctx);
@@ -1019,6 +1656,8 @@ loop_free(struct loop *l)
 		free(l->origins[i]);
 	free(l->origins);
 	free(l->wbuf);
+	free(l->dirty);
+	free(l->hready);
 	l->magic = 0;
 	free(l);
 }
@@ -1084,10 +1723,18 @@ loop_conn_send(struct conn *c, struct sbuf *msg)
 		return -1;
 	}
 	loop_queue_push(c, msg);
-	if (c->q->count == 1) {
-		/* first message: the queue was empty, nobody asked yet */
-		lws_callback_on_writable(c->wsi);
-		loop_kick(l);
+	if (!(c->flags & CONN_F_DIRTY)) {
+		/* written at the end of this loop turn, with whatever else
+		 * arrives for c meanwhile (loop_flush) */
+		if (l->n_dirty == l->dirty_cap) {
+			l->dirty_cap = l->dirty_cap ? 2 * l->dirty_cap : 256;
+			l->dirty = xrealloc(l->dirty, l->dirty_cap *
+					    sizeof(l->dirty[0]));
+		}
+		l->dirty[l->n_dirty++] = c;
+		c->flags |= CONN_F_DIRTY;
+		if (!l->in_pump)
+			loop_kick(l);
 	}
 	return 0;
 }
@@ -1132,40 +1779,6 @@ loop_http_query(struct http_req *r)
 	return r->query;
 }
 
-/* Looks a header up in lws's header table (known or custom header). */
-static char *
-loop_http_header_lookup(struct lws *wsi, const char *name)
-{
-	size_t nlen = strlen(name);
-	const char *tok;
-	char *cname, *v;
-	int t, n;
-
-	for (t = 0; t < WSI_TOKEN_COUNT; t++) {
-		tok = (const char *)lws_token_to_string(
-				(enum lws_token_indexes)t);
-		if (tok && !strncmp(tok, name, nlen) && tok[nlen] == ':' &&
-		    tok[nlen + 1] == '\0')
-			return loop_hdr_dup(wsi, (enum lws_token_indexes)t);
-	}
-	cname = xmalloc(nlen + 2);
-	memcpy(cname, name, nlen);
-	cname[nlen] = ':';
-	cname[nlen + 1] = '\0';
-	n = lws_hdr_custom_length(wsi, cname, (int)nlen + 1);
-	v = NULL;
-	if (n >= 0) {
-		v = xmalloc((size_t)n + 1);
-		if (lws_hdr_custom_copy(wsi, v, n + 1, cname,
-					(int)nlen + 1) < 0) {
-			free(v);
-			v = NULL;
-		}
-	}
-	free(cname);
-	return v;
-}
-
 const char *
 loop_http_header(struct http_req *r, const char *lower_name)
 {
@@ -1176,9 +1789,9 @@ loop_http_header(struct http_req *r, const char *lower_name)
 	for (h = r->hdrs; h; h = h->next)
 		if (!strcmp(h->name, lower_name))
 			return h->value;
-	if (!r->wsi)
+	if (!r->raw)
 		return NULL;
-	v = loop_http_header_lookup(r->wsi, lower_name);
+	v = loop_raw_header(r->raw, lower_name);
 	if (!v)
 		return NULL;
 	h = xmalloc(sizeof(*h));
@@ -1202,8 +1815,8 @@ void
 loop_http_respond(struct http_req *r, int status, const char *content_type,
 		  const void *body, size_t len)
 {
-	ASSERT(r && r->magic == REQ_MAGIC && !r->responded);
-	if (!r->wsi) {
+	ASSERT(r && r->magic == REQ_MAGIC && r->dispatched && !r->responded);
+	if (!r->hc) {
 		loop_req_free(r);
 		return;
 	}
@@ -1212,6 +1825,6 @@ loop_http_respond(struct http_req *r, int status, const char *content_type,
 	r->ctype = content_type ? xstrdup(content_type) : NULL;
 	r->resp = len ? xmemdup(body, len) : NULL;
 	r->resp_len = len;
-	lws_callback_on_writable(r->wsi);
-	loop_kick(r->l);
+	if (r == r->hc->head)
+		loop_hconn_ready(r->hc);
 }

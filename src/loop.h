@@ -5,8 +5,8 @@
  * worker's libevent loop (see loop.c for why).  This module owns the
  * listening-socket accept, the WebSocket endpoint (origin check, format
  * selection, message reassembly and size limit, batched outgoing queue,
- * close codes) and plain HTTP requests (body read, asynchronous response,
- * keep-alive).  It knows nothing about the client protocol: it hands complete
+ * close codes) and plain HTTP/1.1 requests (body read, asynchronous
+ * response, keep-alive, pipelining with responses in request order).  It knows nothing about the client protocol: it hands complete
  * WebSocket messages and complete HTTP requests to the handlers.
  *
  * Runs in: worker processes only.  Not thread-safe: every function must be
@@ -116,8 +116,8 @@ void loop_conn_close(struct conn *c, uint16_t code, const char *reason);
 const char *loop_http_method(struct http_req *r);     /* "GET", "POST"... */
 const char *loop_http_path(struct http_req *r);       /* URL-decoded path */
 const char *loop_http_query(struct http_req *r);      /* as loop_ws_info */
-/* Header value by lower-case name ("x-api-key", "authorization"...); NULL
- * if absent or if the client went away. */
+/* Header value by lower-case name ("x-api-key", "authorization"...),
+ * repeated headers joined by ','; NULL if absent. */
 const char *loop_http_header(struct http_req *r, const char *lower_name);
 /* The body (NUL-terminated, not counted in *len); never NULL. */
 const char *loop_http_body(struct http_req *r, size_t *len);
