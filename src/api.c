@@ -169,6 +169,7 @@ struct api_cmd {
 
 struct api_job {
 	struct http_req *req;
+	uint64_t started_us;      /* for the duration metric */
 	enum api_mode mode;
 	int transport_errors;     /* X-Centrifugo-Error-Mode: transport */
 	struct api_cmd **cmds;    /* each allocated alone: callbacks hold them */
@@ -325,6 +326,7 @@ api_job_finish(struct api_job *job)
 	}
 	}
 	loop_http_respond(job->req, status, API_CONTENT_TYPE, b.data ? b.data : "", b.len);
+	metrics_api_done(job->started_us);
 	buf_free(&b);
 	api_job_free(job);
 }
@@ -1283,6 +1285,7 @@ api_job_new(struct http_req *r, enum api_mode mode)
 
 	job->req = r;
 	job->mode = mode;
+	job->started_us = metrics_now_us();
 	job->transport_errors = strcmp(api_cfg->http_api_error_mode, "transport") == 0 ||
 	    (emode && strcasecmp(emode, "transport") == 0);
 	return job;

@@ -477,6 +477,7 @@ client_send_out(struct client *c)
 {
 	if (c->state >= CLIENT_CLOSING)
 		return -1;
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->bytes_sent, g.out.len);
 	if (loop_conn_send_copy(c->conn, g.out.data, g.out.len) != 0) {
 		/* loop.c closed it as slow. */
 		c->state = CLIENT_CLOSING;
@@ -2006,7 +2007,11 @@ client_on_message(struct client *c, const char *data, size_t len, int binary)
 	ASSERT(c->magic == CLIENT_MAGIC);
 	if (c->state >= CLIENT_CLOSING)
 		return;
-	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->messages_received, 1);
+	{
+		struct proc_slot_shm *slot = shm_slot(heritage.shm, heritage.worker_id);
+		atomic_fetch_add(&slot->messages_received, 1);
+		atomic_fetch_add(&slot->bytes_received, len);
+	}
 	if (c->cw) {
 		uint32_t n = (uint32_t)len;
 		buf_append(&c->cw->backlog, &n, 4);

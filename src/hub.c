@@ -235,7 +235,7 @@ hub_deliver(struct hub *h, const struct msg *m)
 	struct hub_chan *ch = htab_get(&h->chans, m->channel.p, m->channel.len);
 	struct sbuf *frames[CODEC_COUNT] = { NULL };
 	int is_pub = m->type == MSG_PUB;
-	uint64_t sent = 0;
+	uint64_t sent = 0, bytes = 0;
 	int binary = (m->flags & MSG_F_BINARY) != 0;
 
 	if (ch == NULL)
@@ -262,12 +262,18 @@ hub_deliver(struct hub *h, const struct msg *m)
 					continue;
 			}
 		}
-		if (loop_conn_send(client_conn(s->client), hub_frame(h, frames, s->fmt, m)) == 0)
+		struct sbuf *f = hub_frame(h, frames, s->fmt, m);
+		if (loop_conn_send(client_conn(s->client), f) == 0) {
 			sent++;
+			bytes += f->len;
+		}
 	}
 	/* One shared counter update per publication, not per subscriber. */
-	if (sent)
-		atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->messages_sent, sent);
+	if (sent) {
+		struct proc_slot_shm *slot = shm_slot(heritage.shm, heritage.worker_id);
+		atomic_fetch_add(&slot->messages_sent, sent);
+		atomic_fetch_add(&slot->bytes_sent, bytes);
+	}
 	for (int f = 0; f < CODEC_COUNT; f++)
 		sbuf_unref(frames[f]);
 	/* Now the member array may change. */

@@ -21,6 +21,22 @@ metrics_api_call(void)
 	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->api_calls, 1);
 }
 
+uint64_t
+metrics_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void
+metrics_api_done(uint64_t started_us)
+{
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->api_duration_us,
+	    metrics_now_us() - started_us);
+}
+
 /* Sums one counter over the worker slots. */
 #define METRICS_SUM(field) ({ \
 	uint64_t sum_ = 0; \
@@ -52,8 +68,17 @@ metrics_write(struct buf *b)
 	metrics_one(b, "centrifugo_client_connections_accepted", "counter",
 	    "Number of connections accepted.", "{transport=\"websocket\"}",
 	    METRICS_SUM(connections_accepted));
-	metrics_one(b, "centrifugo_api_command_count", "counter",
-	    "Number of server API requests.", "{protocol=\"http\"}", METRICS_SUM(api_calls));
+	metrics_one(b, "centrifugo_transport_messages_sent_size", "counter",
+	    "Bytes of client protocol messages sent.", "{transport=\"websocket\"}",
+	    METRICS_SUM(bytes_sent));
+	metrics_one(b, "centrifugo_transport_messages_received_size", "counter",
+	    "Bytes of client protocol messages received.", "{transport=\"websocket\"}",
+	    METRICS_SUM(bytes_received));
+	buf_printf(b, "# HELP centrifugo_api_command_duration_seconds Server API request durations.\n"
+	    "# TYPE centrifugo_api_command_duration_seconds summary\n"
+	    "centrifugo_api_command_duration_seconds_sum{protocol=\"http\"} %.6f\n"
+	    "centrifugo_api_command_duration_seconds_count{protocol=\"http\"} %" PRIu64 "\n",
+	    (double)METRICS_SUM(api_duration_us) / 1e6, METRICS_SUM(api_calls));
 	buf_puts(b, "# HELP centrifugo_node_build Node build information.\n"
 	    "# TYPE centrifugo_node_build gauge\n"
 	    "centrifugo_node_build{version=\"" CENTRIFUGO_COMPAT_VERSION "\",server=\""

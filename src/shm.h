@@ -59,7 +59,10 @@ struct proc_slot_shm {
 	_Atomic uint64_t messages_received;
 	_Atomic uint64_t ring_overruns;
 	_Atomic uint64_t api_calls;          /* server API requests */
+	_Atomic uint64_t api_duration_us;    /* their summed durations */
 	_Atomic uint64_t connections_accepted;
+	_Atomic uint64_t bytes_sent;         /* client protocol bytes queued */
+	_Atomic uint64_t bytes_received;
 } CACHELINE_ALIGNED;
 
 struct shm_hdr_shm {
