@@ -151,7 +151,7 @@ function userClient(srv, user, claims = {}) {
 // Two connections of `user` held by different worker processes. Spare
 // connections opened on the way are closed. Returns [a, b].
 async function userOnTwoWorkers(srv, user, claims = {}) {
-  const { a, b, spare } = await onTwoWorkers(srv, () => userClient(srv, user, claims), (c) => c.localPort);
+  const { a, b, spare } = await onTwoWorkers(srv, () => userClient(srv, user, claims), (c) => c.localPort, { max: 48 });
   for (const c of spare) c.close();
   return [a, b];
 }
