@@ -10,17 +10,19 @@
 # Run as root on Debian 12 from anywhere in the source tree, after the
 # packages of packaging/build-deps are installed:
 #
-#     packaging/test-package.sh [--worktree] [--check]
+#     packaging/test-package.sh [--rev REV | --worktree] [--check] [--deb FILE]
 #
+#   --rev REV   package the commit REV (default: HEAD, `git archive HEAD`)
 #   --worktree  package the working tree's tracked files as they are now
-#               (default: the committed tree, `git archive HEAD`)
 #   --check     let the package build run the unit tests (default: nocheck,
 #               test/check-all runs them already)
+#   --deb FILE  test this already built .deb: no build, no lintian
 #
 # Without systemd (a container) the daemon is started the way the unit
-# starts it: as the centrifugo user, with /run/centrifugo made as
-# RuntimeDirectory= makes it, and NOTIFY_SOCKET pointing at a datagram
-# socket this script listens on.  With systemd, `systemctl start` is used.
+# starts it: as the centrifugo user, with a runtime directory for the
+# control socket made as RuntimeDirectory= makes /run/centrifugo (but
+# private to the test), and NOTIFY_SOCKET pointing at a datagram socket
+# this script listens on, which checks the sender is the main pid.  With systemd, `systemctl start` is used.
 # It refuses to run when a centrifugo package is already installed.
 # Exits non-zero on the first failure, saying which check failed.
 set -eu
@@ -32,13 +34,20 @@ TOOLS="debhelper devscripts dpkg-dev fakeroot lintian curl python3 util-linux"
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 use_worktree=
+rev=HEAD
 nocheck=nocheck
-for arg in "$@"; do
-	case $arg in
+prebuilt=
+while [ $# -gt 0 ]; do
+	case $1 in
 	--worktree) use_worktree=1 ;;
 	--check) nocheck= ;;
-	*) echo "usage: $0 [--worktree] [--check]" >&2; exit 2 ;;
+	--rev) [ $# -ge 2 ] || { echo "$0: --rev needs a commit" >&2; exit 2; }
+		rev=$2; shift ;;
+	--deb) [ $# -ge 2 ] || { echo "$0: --deb needs a file" >&2; exit 2; }
+		prebuilt=$(realpath "$2"); shift ;;
+	*) echo "usage: $0 [--rev REV | --worktree] [--check] [--deb FILE]" >&2; exit 2 ;;
 	esac
+	shift
 done
 
 start_time=$(date +%s)
@@ -65,7 +74,7 @@ daemon_pid=
 listener_pid=
 sub_pid=
 installed=
-made_rundir=
+ctl_socket=
 cleanup() {
 	rc=$?
 	set +e
@@ -77,6 +86,10 @@ cleanup() {
 		sleep 2
 		kill -KILL "$daemon_pid" 2>/dev/null
 	fi
+	if [ $rc -ne 0 ] && [ -s "$tmp/sub.err" ]; then
+		echo "---- WebSocket subscriber"
+		cat "$tmp/sub.err"
+	fi
 	if [ $rc -ne 0 ] && [ -f "$tmp/daemon.log" ]; then
 		echo "---- daemon log (last 40 lines)"
 		tail -n 40 "$tmp/daemon.log"
@@ -84,7 +97,6 @@ cleanup() {
 	if [ -n "$installed" ]; then
 		apt-get purge -y "$PKG" >/dev/null 2>&1
 	fi
-	[ -n "$made_rundir" ] && rm -rf /run/centrifugo
 	rm -rf "$tmp"
 	[ $rc -eq 0 ] || echo "package test FAILED after $(( $(date +%s) - start_time ))s" >&2
 	exit $rc
@@ -94,43 +106,54 @@ trap 'exit 1' INT TERM HUP
 
 # ---- build ----------------------------------------------------------------
 
-step "copying the source tree to $tmp/src"
-mkdir -p "$tmp/src"
-cd "$top"
-if [ -e .git ] && command -v git >/dev/null 2>&1; then
-	if [ -n "$use_worktree" ]; then
-		git ls-files -z | tar --null -T - -cf - | tar -x -C "$tmp/src"
+# Builds the package from a copy of the tree; sets deb and changes.
+build_package() {
+	step "copying the source tree${use_worktree:+ (working tree)}${use_worktree:-" ($rev)"} to $tmp/src"
+	mkdir -p "$tmp/src"
+	cd "$top"
+	if [ -e .git ] && command -v git >/dev/null 2>&1; then
+		if [ -n "$use_worktree" ]; then
+			git ls-files -z | tar --null --ignore-failed-read -T - -cf - 2>/dev/null |
+			    tar -x -C "$tmp/src"
+		else
+			git archive "$rev" | tar -x -C "$tmp/src" ||
+			    fail "git archive $rev"
+		fi
 	else
-		git archive HEAD | tar -x -C "$tmp/src"
+		# Not a git checkout (a release tarball): everything but build output.
+		tar --exclude=./build --exclude=./debian -cf - . | tar -x -C "$tmp/src"
 	fi
+	[ -d "$tmp/src/packaging/debian" ] || fail "no packaging/debian in the tree"
+	rm -rf "$tmp/src/debian"
+	cp -r "$tmp/src/packaging/debian" "$tmp/src/debian"
+
+	step "dpkg-buildpackage -us -uc -b${nocheck:+ (nocheck)}"
+	cd "$tmp/src"
+	dpkg-checkbuilddeps || fail "build dependencies missing: apt-get install \$(cat packaging/build-deps)"
+	if ! DEB_BUILD_OPTIONS="$nocheck" dpkg-buildpackage -us -uc -b >"$tmp/build.log" 2>&1; then
+		tail -n 60 "$tmp/build.log"
+		fail "dpkg-buildpackage failed (log above)"
+	fi
+	deb=$(ls "$tmp"/${PKG}_*.deb)
+	changes=$(ls "$tmp"/${PKG}_*.changes)
+	echo "built $(basename "$deb")"
+
+	step "lintian"
+	# Errors fail the test; warnings and the rest are shown.
+	lintian --fail-on error --display-info --pedantic "$changes" 2>&1 |
+	    grep -v 'running with root privileges is not recommended' |
+	    tee "$tmp/lintian.log" || true
+	if grep -q '^E:' "$tmp/lintian.log"; then
+		fail "lintian reports errors"
+	fi
+	echo "lintian: $(grep -c '^E:' "$tmp/lintian.log") errors, $(grep -c '^W:' "$tmp/lintian.log") warnings"
+}
+
+if [ -n "$prebuilt" ]; then
+	deb=$prebuilt
 else
-	# Not a git checkout (a release tarball): everything but build output.
-	tar --exclude=./build --exclude=./debian -cf - . | tar -x -C "$tmp/src"
+	build_package
 fi
-[ -d "$tmp/src/packaging/debian" ] || fail "no packaging/debian in the tree"
-rm -rf "$tmp/src/debian"
-cp -r "$tmp/src/packaging/debian" "$tmp/src/debian"
-
-step "dpkg-buildpackage -us -uc -b${nocheck:+ (nocheck)}"
-cd "$tmp/src"
-dpkg-checkbuilddeps || fail "build dependencies missing: apt-get install \$(cat packaging/build-deps)"
-if ! DEB_BUILD_OPTIONS="$nocheck" dpkg-buildpackage -us -uc -b >"$tmp/build.log" 2>&1; then
-	tail -n 60 "$tmp/build.log"
-	fail "dpkg-buildpackage failed (log above)"
-fi
-deb=$(ls "$tmp"/${PKG}_*.deb)
-changes=$(ls "$tmp"/${PKG}_*.changes)
-echo "built $(basename "$deb")"
-
-step "lintian"
-# Errors fail the test; warnings and the rest are shown.
-lintian --fail-on error --display-info --pedantic "$changes" 2>&1 |
-    grep -v 'running with root privileges is not recommended' |
-    tee "$tmp/lintian.log" || true
-if grep -q '^E:' "$tmp/lintian.log"; then
-	fail "lintian reports errors"
-fi
-echo "lintian: $(grep -c '^E:' "$tmp/lintian.log") errors, $(grep -c '^W:' "$tmp/lintian.log") warnings"
 
 # ---- install ----------------------------------------------------------------
 
@@ -214,12 +237,24 @@ with open(out, "a") as f:
         f.flush()
 EOF
 
-# A raw WebSocket client speaking Centrifugo's JSON protocol: connect,
-# subscribe to a channel, print "subscribed", then wait for one publication
-# and print its data.  Exit 1 on any error or after 20 s.
+# A raw WebSocket client speaking Centrifugo's JSON protocol: connect with
+# an HS256 connection token signed with the generated hmac_secret_key (the
+# shipped configuration lets no anonymous client subscribe), subscribe to a
+# channel, print "subscribed", then wait for one publication and print its
+# data.  Exit 1 on any error or after 20 s.
 cat >"$tmp/ws-sub.py" <<'EOF'
-import base64, json, os, socket, struct, sys
-port, channel = int(sys.argv[1]), sys.argv[2]
+import base64, hashlib, hmac, json, os, socket, struct, sys, time
+port, channel, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+def hs256(claims):
+    signing = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + \
+        b64url(json.dumps(claims).encode())
+    sig = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return signing + "." + b64url(sig)
+
 s = socket.create_connection(("127.0.0.1", port), timeout=20)
 key = base64.b64encode(os.urandom(16)).decode()
 s.sendall(("GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
@@ -275,7 +310,7 @@ def messages():
                 msg = b""
 
 replies = messages()
-send({"id": 1, "connect": {}})
+send({"id": 1, "connect": {"token": hs256({"sub": "pkgtest", "exp": int(time.time()) + 600})}})
 send({"id": 2, "subscribe": {"channel": channel}})
 for r in replies:
     if r == {}:
@@ -328,18 +363,19 @@ else
 	listener_pid=$!
 	chmod 0711 "$tmp"
 	wait_for 10 "the notify listener" grep -q listening "$notify_log"
-	# What RuntimeDirectory=centrifugo and RuntimeDirectoryMode=0750 make.
-	if [ ! -d /run/centrifugo ]; then
-		made_rundir=1
-		install -d -o centrifugo -g centrifugo -m 0750 /run/centrifugo
-	fi
+	# What RuntimeDirectory=centrifugo and RuntimeDirectoryMode=0750 make,
+	# in a private place: /run/centrifugo may belong to another server
+	# started by hand or by the integration tests.
+	install -d -o centrifugo -g centrifugo -m 0750 "$tmp/run"
+	ctl_socket=$tmp/run/centrifugo.sock
 	setpriv --reuid=centrifugo --regid=centrifugo --init-groups --no-new-privs \
 	    env NOTIFY_SOCKET="$tmp/notify.sock" CENTRIFUGO_HTTP_SERVER_PORT="$port" \
+	    CENTRIFUGO_CTL_SOCKET="$ctl_socket" \
 	    CENTRIFUGO_WORKERS=2 /usr/bin/centrifugo -c "$CONF" \
 	    >"$tmp/daemon.log" 2>&1 &
 	daemon_pid=$!
-	wait_for 30 "READY=1 from the supervisor" has_notify '(^|\|)READY=1'
-	ready=$(notify_line '(^|\|)READY=1' 0)
+	wait_for 30 "READY=1 from the supervisor" has_notify '[ |]READY=1'
+	ready=$(notify_line '[ |]READY=1' 0)
 	line=$(sed -n "${ready}p" "$notify_log")
 	echo "notify: $line"
 	[ "${line%% *}" = "$daemon_pid" ] ||
@@ -353,15 +389,19 @@ step "GET /health"
 curl -fsS "$base/health" >/dev/null || fail "GET /health"
 
 step "centrifugo-ctl"
-if /usr/bin/centrifugo-ctl help 2>&1 | grep -qw status; then
-	/usr/bin/centrifugo-ctl status || fail "centrifugo-ctl status"
+ctl_has_status=
+if { /usr/bin/centrifugo-ctl --help; /usr/bin/centrifugo-ctl help; } 2>&1 |
+    grep -qw status; then
+	ctl_has_status=1
+	/usr/bin/centrifugo-ctl ${ctl_socket:+-s "$ctl_socket"} status ||
+	    fail "centrifugo-ctl status"
 else
 	echo "(centrifugo-ctl has no status command yet: checking version)"
 	/usr/bin/centrifugo-ctl version || fail "centrifugo-ctl version"
 fi
 
 step "publish round trip: HTTP API -> WebSocket subscriber"
-python3 "$tmp/ws-sub.py" "$port" pkgtest >"$tmp/sub.out" 2>"$tmp/sub.err" &
+python3 "$tmp/ws-sub.py" "$port" pkgtest "$hmac" >"$tmp/sub.out" 2>"$tmp/sub.err" &
 sub_pid=$!
 wait_for 20 "the WebSocket subscription" grep -q subscribed "$tmp/sub.out"
 code=$(curl -sS -o "$tmp/bad.out" -w '%{http_code}' -X POST -H 'X-API-Key: wrong' \
@@ -394,14 +434,22 @@ else
 	step "SIGHUP: RELOADING=1 then READY=1"
 	last=$(wc -l <"$notify_log")
 	kill -HUP "$daemon_pid"
-	wait_for 20 "RELOADING=1" has_notify '(^|\|)RELOADING=1' "$last"
-	reloading=$(notify_line '(^|\|)RELOADING=1' "$last")
-	wait_for 20 "READY=1 after RELOADING=1" has_notify '(^|\|)READY=1' "$reloading"
+	wait_for 20 "RELOADING=1" has_notify '[ |]RELOADING=1' "$last"
+	reloading=$(notify_line '[ |]RELOADING=1' "$last")
+	wait_for 20 "READY=1 after RELOADING=1" has_notify '[ |]READY=1' "$reloading"
 	curl -fsS "$base/health" >/dev/null || fail "GET /health after SIGHUP"
+	if [ -n "$ctl_has_status" ]; then
+		step "centrifugo-ctl reload: RELOADING=1 then READY=1"
+		last=$(wc -l <"$notify_log")
+		/usr/bin/centrifugo-ctl -s "$ctl_socket" reload || fail "centrifugo-ctl reload"
+		wait_for 20 "RELOADING=1" has_notify '[ |]RELOADING=1' "$last"
+		reloading=$(notify_line '[ |]RELOADING=1' "$last")
+		wait_for 20 "READY=1 after RELOADING=1" has_notify '[ |]READY=1' "$reloading"
+	fi
 
 	step "SIGTERM: STOPPING=1 and a clean exit"
 	kill -TERM "$daemon_pid"
-	wait_for 20 "STOPPING=1" has_notify '(^|\|)STOPPING=1'
+	wait_for 20 "STOPPING=1" has_notify '[ |]STOPPING=1'
 	status=0
 	wait "$daemon_pid" || status=$?
 	daemon_pid=
