@@ -8,7 +8,7 @@
 const assert = require('node:assert/strict');
 const { describe, afterEach } = require('node:test');
 const { useServer } = require('./lib/harness');
-const { FORMATS, rawClientF, sdkClientF, enc, dec } = require('./lib/formats');
+const { FORMATS, rawClientF, sdkClientF, dec } = require('./lib/formats');
 const { makeToken } = require('./lib/token');
 const { onTwoWorkers } = require('./lib/spread');
 const { once, pollUntil, withTimeout } = require('./lib/util');

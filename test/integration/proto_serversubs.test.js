@@ -7,7 +7,7 @@
 const assert = require('node:assert/strict');
 const { describe, afterEach } = require('node:test');
 const { useServer } = require('./lib/harness');
-const { FORMATS, rawClientF, sdkClientF, dec, infoOf } = require('./lib/formats');
+const { FORMATS, rawClientF, sdkClientF, dec } = require('./lib/formats');
 const { makeToken } = require('./lib/token');
 const { once, pollUntil } = require('./lib/util');
 

@@ -9,7 +9,7 @@
 const assert = require('node:assert/strict');
 const { describe, afterEach } = require('node:test');
 const { useServer } = require('./lib/harness');
-const { FORMATS, rawClientF, sdkClientF, enc, dec, infoOf } = require('./lib/formats');
+const { FORMATS, rawClientF, sdkClientF, dec, infoOf } = require('./lib/formats');
 const { signJwt, keyPair, nowSec } = require('./lib/jwt');
 const { once, pollUntil, sleep } = require('./lib/util');
 
