@@ -137,6 +137,8 @@ build_package() {
 	deb=$(ls "$tmp"/${PKG}_*.deb)
 	changes=$(ls "$tmp"/${PKG}_*.changes)
 	echo "built $(basename "$deb")"
+	# With --check: the unit test summary of the build.
+	grep -E '^# (TOTAL|PASS|FAIL|ERROR):' "$tmp/build.log" || true
 
 	step "lintian"
 	# Errors fail the test; warnings and the rest are shown.
