@@ -11,7 +11,6 @@
  * Runs in: worker processes.
  */
 #include <ctype.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "buf.h"
 #include "build-config.h"
 #include "config.h"
+#include "glob.h"
 #include "heritage.h"
 #include "json.h"
 #include "log.h"
@@ -386,6 +386,7 @@ struct api_publish_req {
 	struct msg_str tags[2 * MSG_MAX_TAGS];
 	uint32_t ntags;
 	struct buf strings;           /* unescaped tag strings */
+	struct buf idem;              /* idempotency_key */
 	size_t tag_off[2 * MSG_MAX_TAGS], tag_len[2 * MSG_MAX_TAGS];
 };
 
@@ -394,6 +395,7 @@ api_publish_req_free(struct api_publish_req *p)
 {
 	buf_free(&p->b64);
 	buf_free(&p->strings);
+	buf_free(&p->idem);
 }
 
 /* Unescapes a JSON string span into a fresh NUL-terminated string. */
@@ -464,8 +466,13 @@ api_publish_field(struct api_publish_req *p, const struct json_val *k, const str
 		}
 		return rc < 0 ? -1 : 1;
 	}
-	/* idempotency_key, delta, version, version_epoch: accepted; their
-	 * semantics arrive with the complete API. */
+	if (json_str_eq(k, "idempotency_key")) {
+		buf_reset(&p->idem);
+		if (v->type != JSON_STRING || json_unescape(v->p, v->len, &p->idem) != 0)
+			return -1;
+		return 1;
+	}
+	/* delta, version, version_epoch: accepted, not applied (README). */
 	return 0;
 }
 
@@ -537,7 +544,8 @@ api_job_publish(struct api_job *job, const char *channel, size_t len,
 	m.history_ttl_ms = p->skip_history ? 0 : o->history_ttl;
 	m.history_meta_ttl_ms = o->history_meta_ttl;
 	m.offset = 0;
-	m.epoch = (struct msg_str){ NULL, 0 };
+	/* A PUBLISH request carries its idempotency key where the epoch goes. */
+	m.epoch = (struct msg_str){ p->idem.data, (uint32_t)p->idem.len };
 	job->pending++;
 	worker_request(&m, api_pub_done, pub);
 }
@@ -707,6 +715,39 @@ api_parse_publish(struct api_cmd *cmd, const struct json_val *params)
 	return 0;
 }
 
+/*
+ * SubscribeOptionOverride: each member is {"value": bool}.  Packed two bits
+ * per option in the order of MSG_OVR_* (0 unset, 1 false, 2 true).  A
+ * member of another shape does not decode (-1), as with Centrifugo.
+ */
+static int
+api_override(const struct json_val *v, int32_t *out)
+{
+	static const char *const names[MSG_OVR_COUNT] = {
+		"presence", "join_leave", "force_push_join_leave", "force_recovery",
+		"force_positioning",
+	};
+	struct json_val f[MSG_OVR_COUNT];
+
+	*out = 0;
+	if (v->type == JSON_NONE)
+		return 0;
+	if (api_fields(v, names, f, MSG_OVR_COUNT) != 0)
+		return -1;
+	for (int i = 0; i < MSG_OVR_COUNT; i++) {
+		static const char *const vn[] = { "value" };
+		struct json_val val;
+		int b;
+		if (f[i].type == JSON_NONE)
+			continue;
+		if (f[i].type != JSON_OBJECT || api_fields(&f[i], vn, &val, 1) != 0 ||
+		    api_bool(&val, &b) != 0)
+			return -1;
+		*out |= (b ? 2 : 1) << (2 * i);
+	}
+	return 0;
+}
+
 /* subscribe, unsubscribe, disconnect, refresh: a command for the user's
  * sessions on every worker, forwarded by the broker. */
 static int
@@ -714,10 +755,10 @@ api_parse_control(struct api_cmd *cmd, const struct json_val *params)
 {
 	static const char *const names[] = {
 		"user", "channel", "client", "info", "b64info", "data", "b64data",
-		"expire_at", "recover_since", "whitelist", "disconnect", "expired",
+		"expire_at", "recover_since", "whitelist", "disconnect", "expired", "override",
 	};
 	enum { F_USER, F_CHANNEL, F_CLIENT, F_INFO, F_B64INFO, F_DATA, F_B64DATA,
-	       F_EXPIRE_AT, F_RECOVER, F_WHITELIST, F_DISCONNECT, F_EXPIRED, F_N };
+	       F_EXPIRE_AT, F_RECOVER, F_WHITELIST, F_DISCONNECT, F_EXPIRED, F_OVERRIDE, F_N };
 	struct json_val f[F_N];
 	struct buf user = BUF_INIT, channel = BUF_INIT, client = BUF_INIT, info = BUF_INIT,
 	    data = BUF_INIT, reason = BUF_INIT, epoch = BUF_INIT, white = BUF_INIT;
@@ -758,6 +799,10 @@ api_parse_control(struct api_cmd *cmd, const struct json_val *params)
 			}
 			m.flags |= MSG_F_RECOVER;
 			m.epoch = (struct msg_str){ epoch.data, (uint32_t)epoch.len };
+		}
+		if (api_override(&f[F_OVERRIDE], &m.limit) != 0) {
+			rc = -1;
+			goto out;
 		}
 		m.chan_info = (struct msg_str){ info.data, (uint32_t)info.len };
 		m.data = (struct msg_str){ data.data, (uint32_t)data.len };
@@ -1013,8 +1058,7 @@ api_channels_done(void *arg, const struct msg *res)
 	}
 	buf_puts(b, "{\"channels\":{");
 	while (msg_item_next(res, &pos, &name) == 1 && msg_item_next(res, &pos, &count) == 1) {
-		char *n = xstrndup(name.p, name.len);
-		if (cmd->pattern == NULL || fnmatch(cmd->pattern, n, 0) == 0) {
+		if (cmd->pattern == NULL || glob_match(cmd->pattern, name.p, name.len)) {
 			if (!first)
 				buf_putc(b, ',');
 			first = 0;
@@ -1023,7 +1067,6 @@ api_channels_done(void *arg, const struct msg *res)
 			buf_append(b, count.p, count.len);
 			buf_putc(b, '}');
 		}
-		free(n);
 	}
 	buf_puts(b, "}}");
 	api_job_done_one(cmd->job);
@@ -1118,6 +1161,12 @@ api_parse_misc(struct api_cmd *cmd, const struct json_val *params)
 		    (api_fields(params, names, f, 1) != 0 || api_str(&f[0], &pattern) != 0)) {
 			buf_free(&pattern);
 			return -1;
+		}
+		if (pattern.len && !glob_valid(pattern.data)) {
+			/* Upstream's nodes answer an error for a bad pattern. */
+			cmd->err = API_ERR_INTERNAL;
+			buf_free(&pattern);
+			return 0;
 		}
 		if (pattern.len)
 			cmd->pattern = buf_steal(&pattern, NULL);
@@ -1420,6 +1469,19 @@ api_legacy(struct http_req *r)
 	api_job_send(job);
 }
 
+/* /metrics, once the broker gave its node-wide counts. */
+static void
+api_metrics_done(void *arg, const struct msg *res)
+{
+	struct http_req *r = arg;
+	struct buf b = BUF_INIT;
+
+	metrics_write(&b, res ? res->num_users : 0, res ? res->offset : 0);
+	loop_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8",
+	    b.data ? b.data : "", b.len);
+	buf_free(&b);
+}
+
 void
 api_handle(struct http_req *r, enum api_listener where)
 {
@@ -1442,11 +1504,10 @@ api_handle(struct http_req *r, enum api_listener where)
 		return;
 	}
 	if (internal_ok && strcmp(path, api_cfg->prometheus_handler_prefix) == 0) {
-		struct buf b = BUF_INIT;
-		metrics_write(&b);
-		loop_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-		    b.data ? b.data : "", b.len);
-		buf_free(&b);
+		struct msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_STATS;
+		worker_request(&m, api_metrics_done, r);
 		return;
 	}
 	if (!api_ok || api_cfg->http_api_disabled || strncmp(path, prefix, plen) != 0 ||

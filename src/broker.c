@@ -25,6 +25,7 @@
 #include "htab.h"
 #include "ipc.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg.h"
 #include "ring.h"
 #include "shm.h"
@@ -67,6 +68,14 @@ struct counts {
 	uint32_t per_worker[];
 };
 
+/* The result of a publish with an idempotency key, kept 5 minutes. */
+#define IDEM_TTL_MS (5 * 60 * 1000)
+struct idem_result {
+	uint64_t expires_ms;
+	uint64_t offset;
+	char epoch[EPOCH_LEN + 1];
+};
+
 /* A reply that did not fit in a full reply ring yet. */
 struct pending_reply {
 	struct pending_reply *next;
@@ -82,6 +91,7 @@ struct broker {
 	struct htab presence;                 /* channel -> htab of client -> entry */
 	struct htab interest;                 /* channel -> struct counts: subscribers */
 	struct htab users;                    /* user -> struct counts: connections */
+	struct htab idem;                     /* channel NUL key -> struct idem_result */
 	uint64_t nclients, nsubs;
 	struct event *check_ev;
 	pid_t *worker_pids;                   /* last pid seen alive per worker */
@@ -243,6 +253,27 @@ broker_publish(unsigned w, const struct msg *req)
 	struct msg pub = { .type = MSG_PUB }, res = { .type = MSG_PUBLISH_RESULT };
 	uint64_t now = wheel_now_ms();
 	struct stream *s = NULL;
+	struct buf ikey = BUF_INIT;
+	struct idem_result *idem = NULL;
+
+	if (req->epoch.len) {
+		/* A repeated idempotency key within the window: the first
+		 * result again, nothing published (server-api.md §5.1). */
+		buf_append(&ikey, req->channel.p, req->channel.len);
+		buf_putc(&ikey, '\0');
+		buf_append(&ikey, req->epoch.p, req->epoch.len);
+		idem = htab_get(&broker.idem, ikey.data, ikey.len);
+		if (idem && idem->expires_ms > now) {
+			res.req_id = req->req_id;
+			res.offset = idem->offset;
+			res.epoch = (struct msg_str){ idem->epoch, (uint32_t)strlen(idem->epoch) };
+			buf_free(&ikey);
+			buf_reset(&broker.out);
+			msg_encode(&res, &broker.out);
+			broker_reply(w, &broker.out);
+			return;
+		}
+	}
 
 	pub.channel = req->channel;
 	pub.data = req->data;
@@ -272,6 +303,7 @@ broker_publish(unsigned w, const struct msg *req)
 		res.error = 100;
 	} else {
 		broker.publications++;
+		atomic_fetch_add(&shm_slot(heritage.shm, heritage.nworkers)->messages_sent, 1);
 		if (s)
 			stream_append(s, (size_t)req->history_size,
 			    now + (uint64_t)req->history_ttl_ms,
@@ -281,7 +313,18 @@ broker_publish(unsigned w, const struct msg *req)
 	if (res.error == 0) {
 		res.offset = pub.offset;
 		res.epoch = pub.epoch;
+		if (ikey.len) {
+			if (idem == NULL) {
+				idem = xcalloc(1, sizeof(*idem));
+				htab_put(&broker.idem, ikey.data, ikey.len, idem);
+			}
+			idem->expires_ms = now + IDEM_TTL_MS;
+			idem->offset = pub.offset;
+			memcpy(idem->epoch, pub.epoch.p ? pub.epoch.p : "", pub.epoch.len);
+			idem->epoch[pub.epoch.len] = '\0';
+		}
 	}
+	buf_free(&ikey);
 	buf_reset(&broker.out);
 	msg_encode(&res, &broker.out);
 	broker_reply(w, &broker.out);
@@ -743,7 +786,8 @@ broker_stats(unsigned w, const struct msg *req)
 	struct msg res = { .type = MSG_STATS_RESULT, .req_id = req->req_id };
 
 	res.num_clients = (uint32_t)broker.nclients;
-	res.num_users = (uint32_t)(broker.users.count - (htab_get(&broker.users, "", 0) != NULL));
+	/* Anonymous connections count as one user "", as upstream's hub does. */
+	res.num_users = (uint32_t)broker.users.count;
 	res.offset = broker.interest.count;
 	res.since = broker.nsubs;
 	buf_reset(&broker.out);
@@ -771,9 +815,38 @@ broker_history_remove(unsigned w, const struct msg *req)
 
 /* Once a second: a worker that died since takes its clients out of
  * presence, even before its replacement says hello. */
+/* Drops idempotency results past their window. */
+static void
+broker_idem_purge(void)
+{
+	uint64_t now = wheel_now_ms();
+	struct buf keys = BUF_INIT;
+	size_t it;
+	struct htab_entry *e;
+
+	for (e = htab_first(&broker.idem, &it); e; e = htab_next(&broker.idem, &it, e)) {
+		struct idem_result *r = e->value;
+		if (r->expires_ms <= now) {
+			buf_append(&keys, &e->klen, sizeof(e->klen));
+			buf_append(&keys, e->key, e->klen);
+		}
+	}
+	for (size_t off = 0; off < keys.len;) {
+		uint32_t kl;
+		memcpy(&kl, keys.data + off, sizeof(kl));
+		free(htab_del(&broker.idem, keys.data + off + sizeof(kl), kl));
+		off += sizeof(kl) + kl;
+	}
+	buf_free(&keys);
+}
+
 static void
 broker_check_cb(evutil_socket_t fd, short what, void *arg)
 {
+	static unsigned ticks;
+
+	if (++ticks % 60 == 0)
+		broker_idem_purge();
 	for (unsigned w = 0; w < heritage.nworkers; w++) {
 		pid_t pid = (pid_t)atomic_load(&shm_slot(heritage.shm, w)->pid);
 		if (pid > 0 && pid != broker.worker_pids[w] && kill(pid, 0) == 0)
@@ -911,6 +984,7 @@ broker_main(void)
 	htab_init(&broker.presence);
 	htab_init(&broker.interest);
 	htab_init(&broker.users);
+	htab_init(&broker.idem);
 	broker.worker_pids = xcalloc(heritage.nworkers, sizeof(*broker.worker_pids));
 	buf_init(&broker.rec);
 	buf_init(&broker.out);
@@ -942,7 +1016,7 @@ broker_main(void)
 		struct msg start = { .type = MSG_BROKER_START, .generation = heritage.generation };
 		broker_fanout(&start);
 	}
-	atomic_store(&shm_slot(heritage.shm, heritage.nworkers)->pid, (int32_t)getpid());
+	metrics_started(heritage.nworkers);
 	broker_drain();
 	ipc_child_ready();
 	log_info("ready, serving %u workers", heritage.nworkers);
@@ -963,6 +1037,9 @@ broker_main(void)
 	htab_free(&broker.presence);
 	counts_free(&broker.interest);
 	counts_free(&broker.users);
+	for (e = htab_first(&broker.idem, &iter); e; e = htab_next(&broker.idem, &iter, e))
+		free(e->value);
+	htab_free(&broker.idem);
 	free(broker.worker_pids);
 	free(broker_items);
 	event_free(broker.check_ev);

@@ -64,6 +64,7 @@ struct client_sub {
 	unsigned presence:1;       /* has a presence entry in the broker */
 	unsigned join_leave:1;     /* its join/leave are emitted */
 	unsigned server_side:1;    /* from the connection token or personal channel */
+	struct client_req *req;    /* the subscribe waiting for the broker, or NULL */
 	uint64_t expire_at;        /* monotonic ms: token expiry + grace, 0 = never */
 };
 
@@ -76,6 +77,9 @@ struct client_req {
 	char *channel;
 	size_t channel_len;
 	int recover, recoverable, reject_unrecoverable;
+	int was_recovering;        /* the request asked to recover */
+	uint32_t unsub_id;         /* unsubscribed before the broker answered:
+				    * that unsubscribe's reply follows this one */
 	uint64_t offset;
 	char *data;                /* subscription token data, raw */
 	size_t data_len;
@@ -782,16 +786,37 @@ client_chan_opts(struct client *c, uint32_t id, struct proto_span ch)
 			return NULL;
 		}
 	}
-	if (o->has_regex) {
-		char *name = xstrndup(ch.p, ch.len);
-		int ok = regexec(&o->regex, name, 0, NULL, 0) == 0;
-		free(name);
-		if (!ok) {
-			client_reply_error(c, id, PROTO_ERR_BAD_REQUEST);
-			return NULL;
-		}
-	}
 	return o;
+}
+
+/*
+ * Does the channel's name, without private prefix and namespace, match the
+ * namespace's channel_regex (checked for client-side subscriptions)?
+ */
+static int
+client_regex_ok(const struct chan_opts *o, struct proto_span ch)
+{
+	const char *pp = g.cfg->channel_private_prefix, *nb = g.cfg->channel_namespace_boundary;
+	size_t pl = strlen(pp), nl = strlen(nb);
+	const char *p = ch.p, *end = ch.p + ch.len;
+	char *name;
+	int ok;
+
+	if (!o->has_regex)
+		return 1;
+	if (pl && (size_t)(end - p) >= pl && memcmp(p, pp, pl) == 0)
+		p += pl;
+	if (o->name[0] && nl) {
+		for (const char *q = p; q + nl <= end; q++)
+			if (memcmp(q, nb, nl) == 0) {
+				p = q + nl;
+				break;
+			}
+	}
+	name = xstrndup(p, (size_t)(end - p));
+	ok = regexec(&o->regex, name, 0, NULL, 0) == 0;
+	free(name);
+	return ok;
 }
 
 /* Does a user-limited channel ("news#42,43") list this session's user? */
@@ -1314,32 +1339,33 @@ client_subscribe_done(void *arg, const struct msg *res)
 	struct client_req *r = arg;
 	struct client *c = r->c;
 	struct proto_subscribe_result out;
-	struct client_sub *s;
+	struct client_sub *s = NULL;
 	uint32_t idx;
 	int recovered;
 
-	s = client_find_sub(c, (struct proto_span){ r->channel, r->channel_len }, &idx);
-	if (c->state != CLIENT_CONNECTED || s == NULL || s->hs.state != HUB_SUB_PENDING)
-		goto out;       /* unsubscribed or gone meanwhile */
-	if (res == NULL) {
-		c->subs[idx] = c->subs[--c->nsubs];
-		client_sub_end(c, s);
-		client_reply_error(c, r->id, PROTO_ERR_INTERNAL);
+	if (c->state != CLIENT_CONNECTED)
 		goto out;
+	if (r->unsub_id == 0) {
+		s = client_find_sub(c, (struct proto_span){ r->channel, r->channel_len }, &idx);
+		if (s == NULL || s->req != r)
+			goto out;       /* gone meanwhile */
+		s->req = NULL;
 	}
-	recovered = r->recover && (res->flags & MSG_F_RECOVERED);
-	if (r->recover && !recovered && r->reject_unrecoverable) {
-		c->subs[idx] = c->subs[--c->nsubs];
-		client_sub_end(c, s);
-		client_reply_error(c, r->id, PROTO_ERR_UNRECOVERABLE_POSITION);
-		goto out;
+	recovered = res && r->recover && (res->flags & MSG_F_RECOVERED);
+	if (res == NULL || (r->recover && !recovered && r->reject_unrecoverable)) {
+		if (s) {
+			c->subs[idx] = c->subs[--c->nsubs];
+			client_sub_end(c, s);
+		}
+		client_reply_error(c, r->id, res ? PROTO_ERR_UNRECOVERABLE_POSITION : PROTO_ERR_INTERNAL);
+		goto unsub;
 	}
 	memset(&out, 0, sizeof(out));
 	out.positioned = 1;
 	out.recoverable = r->recoverable;
 	out.epoch = (struct proto_span){ res->epoch.p, res->epoch.len };
 	out.offset = res->offset;
-	out.was_recovering = r->recover;
+	out.was_recovering = r->was_recovering;
 	out.recovered = recovered;
 	out.data = (struct proto_span){ r->data, r->data_len };
 	if (r->exp) {
@@ -1357,12 +1383,17 @@ client_subscribe_done(void *arg, const struct msg *res)
 	codecs[c->fmt].subscribe_result(&g.out, r->id, &out);
 	if (client_send_out(c) != 0)
 		goto out;
-	s->hs.offset = res->offset;
-	if (res->epoch.len <= HUB_EPOCH_MAX) {
-		memcpy(s->hs.epoch, res->epoch.p, res->epoch.len);
-		s->hs.epoch[res->epoch.len] = '\0';
+	if (s) {
+		s->hs.offset = res->offset;
+		if (res->epoch.len <= HUB_EPOCH_MAX) {
+			memcpy(s->hs.epoch, res->epoch.p, res->epoch.len);
+			s->hs.epoch[res->epoch.len] = '\0';
+		}
+		s->hs.state = HUB_SUB_ACTIVE;
 	}
-	s->hs.state = HUB_SUB_ACTIVE;
+unsub:
+	if (r->unsub_id)
+		client_reply_empty(c, r->unsub_id, PROTO_CMD_UNSUBSCRIBE);
 out:
 	client_req_free(r);
 }
@@ -1425,6 +1456,10 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	}
 	if ((o = client_chan_opts(c, cmd->id, req->channel)) == NULL)
 		return;
+	if (!client_regex_ok(o, req->channel)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
+		return;
+	}
 	if (req->type != 0) {
 		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
 		return;
@@ -1498,6 +1533,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		r->channel = xstrndup(req->channel.p, req->channel.len);
 		r->channel_len = req->channel.len;
 		r->recover = req->recover && recover;
+		r->was_recovering = req->recover;
 		r->recoverable = recover;
 		r->reject_unrecoverable = (req->flag & 2) != 0;
 		r->offset = req->offset;
@@ -1507,6 +1543,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		claims.data = NULL;
 		s = client_sub_add(c, req->channel.p, req->channel.len, claims.info, claims.info_len,
 		    presence, join_leave, push_jl, 1);
+		s->req = r;
 		claims.info = NULL;
 		if (sub_exp)
 			s->expire_at = client_sub_deadline(sub_exp);
@@ -1683,6 +1720,13 @@ client_handle_unsubscribe(struct client *c, const struct proto_cmd *cmd)
 	}
 	if ((s = client_find_sub(c, cmd->unsubscribe.channel, &i)) != NULL) {
 		c->subs[i] = c->subs[--c->nsubs];
+		if (s->req) {
+			/* The subscribe is still with the broker: its reply goes
+			 * out first, then this one (§4.7). */
+			s->req->unsub_id = cmd->id;
+			client_sub_end(c, s);
+			return;
+		}
 		client_sub_end(c, s);
 	}
 	client_reply_empty(c, cmd->id, PROTO_CMD_UNSUBSCRIBE);
@@ -2099,12 +2143,17 @@ client_api_subscribe(struct client *c, const struct msg *m)
 		return;
 	if ((o = config_chan_opts(g.cfg, ch.p, ch.len, &unknown)) == NULL)
 		return;
-	recover = client_has_history(o) && o->force_recovery;
-	positioned = client_has_history(o) && (recover || o->force_positioning ||
+	recover = client_has_history(o) &&
+	    client_override(MSG_OVR_GET(m->limit, MSG_OVR_FORCE_RECOVERY), o->force_recovery);
+	positioned = client_has_history(o) && (recover ||
+	    client_override(MSG_OVR_GET(m->limit, MSG_OVR_FORCE_POSITIONING), o->force_positioning) ||
 	    (m->flags & MSG_F_RECOVER));
 	s = client_sub_add(c, ch.p, ch.len,
 	    m->chan_info.len ? xmemdup(m->chan_info.p, m->chan_info.len) : NULL, m->chan_info.len,
-	    o->presence, o->join_leave, o->force_push_join_leave, positioned);
+	    client_override(MSG_OVR_GET(m->limit, MSG_OVR_PRESENCE), o->presence),
+	    client_override(MSG_OVR_GET(m->limit, MSG_OVR_JOIN_LEAVE), o->join_leave),
+	    client_override(MSG_OVR_GET(m->limit, MSG_OVR_FORCE_PUSH_JOIN_LEAVE),
+	    o->force_push_join_leave), positioned);
 	s->server_side = 1;
 	if (m->since)
 		s->expire_at = client_sub_deadline((int64_t)m->since);

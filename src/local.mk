@@ -22,6 +22,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/config.c src/config.h src/config_tbl.h \
 	src/ctl.c src/ctl.h \
 	src/heritage.h \
+	src/glob.c src/glob.h \
 	src/htab.c src/htab.h \
 	src/hub.c src/hub.h \
 	src/ipc.c src/ipc.h \

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "build-config.h"
@@ -53,16 +54,35 @@ metrics_one(struct buf *b, const char *name, const char *type, const char *help,
 }
 
 void
-metrics_write(struct buf *b)
+metrics_started(unsigned idx)
+{
+	struct proc_slot_shm *s = shm_slot(heritage.shm, idx);
+
+	atomic_fetch_add(&s->spawns, 1);
+	atomic_store(&s->pid, (int32_t)getpid());
+	atomic_store(&s->start_time, (uint64_t)time(NULL));
+}
+
+void
+metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels)
 {
 	struct ring_shm *fan = shm_fanout(heritage.shm);
+	struct proc_slot_shm *broker = shm_slot(heritage.shm, heritage.nworkers);
 
 	metrics_one(b, "centrifugo_node_num_clients", "gauge",
 	    "Number of clients connected.", "", METRICS_SUM(connections));
 	metrics_one(b, "centrifugo_node_num_subscriptions", "gauge",
 	    "Number of subscriptions.", "", METRICS_SUM(subscriptions));
+	metrics_one(b, "centrifugo_node_num_users", "gauge",
+	    "Number of unique users connected.", "", num_users);
+	metrics_one(b, "centrifugo_node_num_channels", "gauge",
+	    "Number of channels with one or more subscribers.", "", num_channels);
 	metrics_one(b, "centrifugo_node_messages_sent_count", "counter",
-	    "Number of messages sent to clients.", "{type=\"publication\"}", METRICS_SUM(messages_sent));
+	    "Number of publications sent into channels.", "{type=\"publication\"}",
+	    (uint64_t)atomic_load(&broker->messages_sent));
+	metrics_one(b, "centrifugo_transport_messages_sent", "counter",
+	    "Number of publications delivered to clients.", "{transport=\"websocket\"}",
+	    METRICS_SUM(messages_sent));
 	metrics_one(b, "centrifugo_node_messages_received_count", "counter",
 	    "Number of client messages received.", "{type=\"command\"}", METRICS_SUM(messages_received));
 	metrics_one(b, "centrifugo_client_connections_accepted", "counter",

@@ -10,8 +10,11 @@
 
 struct buf;
 
-/* Appends the Prometheus exposition of every metric. */
-void metrics_write(struct buf *out);
+/* Appends the Prometheus exposition of every metric; the node-wide counts
+ * kept by the broker are passed in (a MSG_STATS answer). */
+void metrics_write(struct buf *out, uint64_t num_users, uint64_t num_channels);
+/* Marks the start of this process in its slot (spawn count, pid, time). */
+void metrics_started(unsigned slot);
 /* Appends a JSON array describing each process (role, pid, figures). */
 void metrics_processes_json(struct buf *out);
 /* Counts one server API request of this worker. */

@@ -80,6 +80,19 @@ struct msg_str {
 #define MSG_CTL_EXPIRED     0x10000u  /* REFRESH: disconnect as expired */
 #define MSG_CTL_HAS_INFO    0x20000u  /* REFRESH: replace conn_info */
 #define MSG_CTL_OP_MASK     0xf000u
+
+/* MSG_CONTROL subscribe: option overrides packed in `limit`, two bits each
+ * (0 unset, 1 false, 2 true), in this order. */
+enum msg_override {
+	MSG_OVR_PRESENCE = 0,
+	MSG_OVR_JOIN_LEAVE,
+	MSG_OVR_FORCE_PUSH_JOIN_LEAVE,
+	MSG_OVR_FORCE_RECOVERY,
+	MSG_OVR_FORCE_POSITIONING,
+	MSG_OVR_COUNT
+};
+/* -1 unset, 0 false, 1 true */
+#define MSG_OVR_GET(packed, i) ((((packed) >> (2 * (i))) & 3) ? (int)((((packed) >> (2 * (i))) & 3) - 1) : -1)
 struct msg {
 	enum msg_type type;
 	uint64_t req_id;          /* PUBLISH, PUBLISH_RESULT */
@@ -97,7 +110,8 @@ struct msg {
 	int64_t history_meta_ttl_ms;   /* PUBLISH */
 	uint64_t offset;          /* PUBLISH_RESULT, PUB: 0 when no history;
 				   * SUBSCRIBE: client's position; *_RESULT: top */
-	struct msg_str epoch;     /* PUBLISH_RESULT, PUB, SUBSCRIBE, *_RESULT */
+	struct msg_str epoch;     /* PUBLISH_RESULT, PUB, SUBSCRIBE, *_RESULT;
+				   * PUBLISH: the idempotency key, if any */
 	uint32_t flags;           /* MSG_F_* */
 	int32_t limit;            /* HISTORY; SUBSCRIBE: recovery limit */
 	uint64_t since;           /* HISTORY: since offset (epoch in `epoch`) */

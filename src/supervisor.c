@@ -141,7 +141,8 @@ static struct {
 	int exit_status;
 	struct event *sig_ev[5];
 	struct event *stop_ev;
-	int listen_fd;
+	int listen_fd;              /* worker 0's listener */
+	int *listen_fds;            /* one per worker (SO_REUSEPORT) */
 	int internal_fd;            /* separate internal listener, or -1 */
 	struct shm *shm;
 	const char *pid_file;       /* set once written */
@@ -219,8 +220,14 @@ sup_format_addr(char *out, size_t cap, const char *host, int64_t port)
  * Opens the non-blocking listening socket every worker accepts on.
  * Returns the fd, or -1 after logging why (naming address:port).
  */
+/*
+ * Opens a listening socket on address:port.  With reuseport, SO_REUSEPORT
+ * is set so that several sockets (one per worker) share the port and the
+ * kernel spreads new connections over them; *bound (if not NULL) gets the
+ * port actually bound (port 0 picks one).  Returns the fd or -1 (logged).
+ */
 static int
-sup_listen(const char *address, int64_t port)
+sup_listen(const char *address, int64_t port, int reuseport, int64_t *bound)
 {
 	struct addrinfo hints, *res, *ai;
 	const char *host = address[0] != '\0' ? address : "0.0.0.0";
@@ -256,6 +263,9 @@ sup_listen(const char *address, int64_t port)
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 		    sizeof(one)) == -1) {
 			call = "setsockopt(SO_REUSEADDR)";
+		} else if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+		    sizeof(one)) == -1) {
+			call = "setsockopt(SO_REUSEPORT)";
 		} else if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
 			call = "bind";
 		} else if (listen(fd, SUP_LISTEN_BACKLOG) == -1) {
@@ -273,7 +283,17 @@ sup_listen(const char *address, int64_t port)
 		    strerror(err));
 		return -1;
 	}
-	log_info("listening on %s", where);
+	if (bound != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		*bound = port;
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+			*bound = ntohs(ss.ss_family == AF_INET6 ?
+			    ((struct sockaddr_in6 *)&ss)->sin6_port :
+			    ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	if (!reuseport || bound != NULL)
+		log_info("listening on %s", where);
 	return fd;
 }
 
@@ -377,6 +397,8 @@ sup_child_main(struct sup_child *c, const int fds[2])
 
 	heritage.role = c->role;
 	heritage.worker_id = c->worker_id;
+	if (c->role == ROLE_WORKER)
+		heritage.listen_fd = sup.listen_fds[c->worker_id];
 	heritage.ipc_fd = fds[1];
 	heritage.generation = c->generation;
 	log_set_role(c->name);
@@ -1177,8 +1199,11 @@ sup_cleanup(void)
 	if (sup.shm != NULL)
 		shm_destroy(sup.shm);
 	sup.shm = NULL;
-	if (sup.listen_fd != -1)
-		close(sup.listen_fd);
+	for (unsigned i = 0; sup.listen_fds != NULL && i < sup.nworkers; i++)
+		if (sup.listen_fds[i] != -1)
+			close(sup.listen_fds[i]);
+	free(sup.listen_fds);
+	sup.listen_fds = NULL;
 	sup.listen_fd = -1;
 	if (sup.internal_fd != -1)
 		close(sup.internal_fd);
@@ -1211,10 +1236,22 @@ sup_run(struct config *cfg, const char *config_path)
 	proctitle_set("centrifugo: supervisor", NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	sup.listen_fd = sup_listen(cfg->http_server_address,
-	    cfg->http_server_port);
-	if (sup.listen_fd == -1)
-		goto fail;
+	/* One listener per worker on the same port: the kernel spreads new
+	 * connections over the workers evenly instead of letting the first
+	 * awake worker take a whole burst. */
+	sup.listen_fds = xcalloc(sup.nworkers, sizeof(*sup.listen_fds));
+	for (unsigned i = 0; i < sup.nworkers; i++)
+		sup.listen_fds[i] = -1;
+	{
+		int64_t port = cfg->http_server_port;
+		for (unsigned i = 0; i < sup.nworkers; i++) {
+			sup.listen_fds[i] = sup_listen(cfg->http_server_address, port, 1,
+			    i == 0 ? &port : NULL);
+			if (sup.listen_fds[i] == -1)
+				goto fail;
+		}
+	}
+	sup.listen_fd = sup.listen_fds[0];
 	if (cfg->http_server_internal_port[0] != '\0') {
 		/* API, health and metrics on their own listener (config.md §1.6),
 		 * unless it resolves to the main one. */
@@ -1222,7 +1259,7 @@ sup_run(struct config *cfg, const char *config_path)
 		    cfg->http_server_internal_address : cfg->http_server_address;
 		int64_t port = strtoll(cfg->http_server_internal_port, NULL, 10);
 		if (port != cfg->http_server_port || strcmp(addr, cfg->http_server_address) != 0) {
-			sup.internal_fd = sup_listen(addr, port);
+			sup.internal_fd = sup_listen(addr, port, 0, NULL);
 			if (sup.internal_fd == -1)
 				goto fail;
 		}

@@ -24,6 +24,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "msg.h"
 #include "reload.h"
 #include "ring.h"
@@ -375,7 +376,6 @@ worker_main(void)
 		.http_request = worker_http_request,
 	};
 	struct msg hello = { .type = MSG_HELLO };
-	struct proc_slot_shm *slot = shm_slot(heritage.shm, heritage.worker_id);
 	int sigs[2] = { SIGTERM, SIGINT };
 
 	memset(&worker, 0, sizeof(worker));
@@ -440,7 +440,7 @@ worker_main(void)
 	msg_encode(&hello, &worker.out);
 	worker_send_record(&worker.out);
 
-	slot->pid = getpid();
+	metrics_started(heritage.worker_id);
 	worker_drain();
 	ipc_child_ready();
 	log_info("ready");
