@@ -14,6 +14,13 @@ TOP_BUILDDIR=${TOP_BUILDDIR:-$TOP_SRCDIR}
 CENTRIFUGO_BIN=${CENTRIFUGO_BIN:-$TOP_BUILDDIR/src/centrifugo}
 export TOP_SRCDIR TOP_BUILDDIR CENTRIFUGO_BIN
 
+# test/check-all skips the suite inside `make distcheck` (77 = skipped):
+# it already ran in the plain and the sanitizer builds.
+if [ -n "${CENTRIFUGO_SKIP_INTEGRATION:-}" ]; then
+	echo "run.sh: skipped (CENTRIFUGO_SKIP_INTEGRATION is set)"
+	exit 77
+fi
+
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	echo "run.sh: node and npm are required for the integration tests" >&2
 	exit 1
