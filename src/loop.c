@@ -901,7 +901,8 @@ loop_http_format(struct buf *out, const struct http_req *r)
 	if (r->last)
 		buf_puts(out, "connection: close\r\n");
 	buf_puts(out, "\r\n");
-	if (r->resp_len)
+	/* a HEAD response announces its length but carries no body */
+	if (r->resp_len && strcmp(r->method, "HEAD"))
 		buf_append(out, r->resp, r->resp_len);
 }
 
