@@ -1006,6 +1006,24 @@ client_connect_finish(struct client *c, uint32_t id, struct proto_connect_result
 		client_conn_count(c, 1);
 		c->counted = 1;
 	}
+	if (cfg->client_subscribe_to_user_personal_channel_enabled &&
+	    cfg->client_subscribe_to_user_personal_channel_single_connection &&
+	    !client_is_anonymous(c)) {
+		/* One connection per user: the others, on every worker, go
+		 * with 3504 (§4.12). */
+		struct msg m;
+		struct msg_str keep = { c->id, CLIENT_ID_LEN };
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_CONTROL;
+		m.flags = MSG_CTL_DISCONNECT;
+		m.has_info = 1;
+		m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
+		m.error = PROTO_DISCONNECT_CONNECTION_LIMIT;
+		m.data = (struct msg_str){ "connection limit", 16 };
+		m.items = &keep;
+		m.nitems = 1;
+		worker_send(&m);
+	}
 	buf_reset(&g.out);
 	codecs[c->fmt].connect_result(&g.out, id, res);
 	if (client_send_out(c) != 0)
@@ -1235,6 +1253,8 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 	size_t n = claims->n_subs ? claims->n_subs : claims->n_channels, total;
 	char *personal = NULL;
 	struct client_connect *cw;
+	struct proto_span *extra = NULL;
+	size_t nextra = 0;
 	int limit;
 
 	if (cfg->client_subscribe_to_user_personal_channel_enabled && !client_is_anonymous(c)) {
@@ -1245,7 +1265,30 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 		buf_printf(&b, "%s%s", cfg->channel_user_boundary, c->user);
 		personal = buf_steal(&b, NULL);
 	}
-	total = n + (personal != NULL);
+	/* Keys of the request's subs the client could subscribe to itself
+	 * without a token (§4.12); an unknown namespace is a bad request. */
+	for (size_t k = 0; k < cmd->connect.nsubs; k++) {
+		struct proto_span ch = cmd->connect.subs[k].req.channel;
+		const struct chan_opts *o;
+		int unknown = 0;
+		if (ch.len == 0 || ch.len > (size_t)cfg->channel_max_length)
+			continue;
+		if ((o = config_chan_opts(cfg, ch.p, ch.len, &unknown)) == NULL) {
+			free(personal);
+			free(extra);
+			client_disconnect(c, PROTO_DISCONNECT_BAD_REQUEST);
+			return;
+		}
+		if (client_has_prefix(ch, cfg->channel_private_prefix) || !client_regex_ok(o, ch))
+			continue;
+		if (!((o->allow_user_limited_channels && client_user_allowed(c, ch)) ||
+		    (o->allow_subscribe_for_client && client_anon_ok(c, o->allow_subscribe_for_anonymous)) ||
+		    cfg->client_insecure))
+			continue;
+		extra = xrealloc(extra, (nextra + 1) * sizeof(*extra));
+		extra[nextra++] = ch;
+	}
+	total = n + (personal != NULL) + nextra;
 	limit = cfg->client_user_connection_limit > 0 && !client_is_anonymous(c);
 	if (total == 0 && !limit) {
 		client_connect_finish(c, cmd->id, res);
@@ -1253,6 +1296,7 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 	}
 	if (total > (size_t)cfg->client_channel_limit) {
 		free(personal);
+		free(extra);
 		client_disconnect(c, PROTO_DISCONNECT_CHANNEL_LIMIT);
 		return;
 	}
@@ -1277,8 +1321,10 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 	}
 	for (size_t i = 0; i < total; i++) {
 		const struct auth_sub_claim *sc = claims->n_subs && i < n ? &claims->subs[i] : NULL;
-		const char *ch = i == n ? personal : sc ? sc->channel : claims->channels[i];
-		size_t len = strlen(ch);
+		size_t xi = i - n - (personal != NULL);
+		const char *ch = i >= n + (personal != NULL) ? extra[xi].p :
+		    i == n ? personal : sc ? sc->channel : claims->channels[i];
+		size_t len = i >= n + (personal != NULL) ? extra[xi].len : strlen(ch);
 		const struct proto_connect_sub *want =
 		    proto_connect_sub_find(&cmd->connect, (struct proto_span){ ch, len });
 		struct client_ss *ss = &cw->ss[cw->nss];
@@ -1290,6 +1336,7 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 		o = config_chan_opts(cfg, ch, len, &unknown);
 		if (o == NULL) {
 			free(personal);
+			free(extra);
 			client_unsubscribe_all(c);
 			client_connect_free(c);
 			c->connect_failed = 1;
@@ -1328,6 +1375,7 @@ client_server_subs(struct client *c, const struct proto_cmd *cmd,
 		}
 	}
 	free(personal);
+	free(extra);
 	if (cw->pending == 0)
 		client_connect_complete(c);
 }

@@ -123,7 +123,7 @@ describe('server-side subscriptions and connection limits', () => {
         x.send({ id: 1, connect: { subs: { 'nosuchns:x': {} } } });
         const cl = await x.waitClose();
         assert.deepEqual(cl, { code: 3501, reason: 'bad request' }, x.describe());
-      }, { todo: 'ConnectRequest.subs keys not subscribed yet' });
+      });
 
       h.test('personal channel: users get personal:#<id>, anonymous connections do not', async () => {
         const u = user();
@@ -211,6 +211,6 @@ describe('personal channel single_connection', () => {
         first.close();
         second.close();
       }
-    }, { todo: 'single_connection not implemented yet' });
+    });
   }
 });
