@@ -23,6 +23,7 @@
 #include "b64.h"
 #include "buf.h"
 #include "build-config.h"
+#include "codec.h"
 #include "config.h"
 #include "glob.h"
 #include "heritage.h"
@@ -897,19 +898,14 @@ api_presence_done(void *arg, const struct msg *res)
 		buf_printf(b, "{\"num_clients\":%u,\"num_users\":%u}", res->num_clients, res->num_users);
 	} else {
 		size_t pos = 0;
-		struct msg_str f[4];
+		struct proto_client_info ci;
+		int first = 1;
 		buf_puts(b, "{\"presence\":{");
-		for (uint32_t i = 0; i + 4 <= res->nitems; i += 4) {
-			struct proto_client_info ci;
-			for (int k = 0; k < 4; k++)
-				msg_item_next(res, &pos, &f[k]);
-			ci.user = (struct proto_span){ f[0].p, f[0].len };
-			ci.client = (struct proto_span){ f[1].p, f[1].len };
-			ci.conn_info = (struct proto_span){ f[2].p, f[2].len };
-			ci.chan_info = (struct proto_span){ f[3].p, f[3].len };
-			if (i)
+		while (codec_presence_next(res, &pos, &ci)) {
+			if (!first)
 				buf_putc(b, ',');
-			json_put_string(b, f[1].p, f[1].len);
+			first = 0;
+			json_put_string(b, ci.client.p, ci.client.len);
 			buf_putc(b, ':');
 			proto_json_client_info(b, &ci);
 		}
@@ -943,22 +939,8 @@ api_history_done(void *arg, const struct msg *res)
 		struct proto_tag tags[MSG_MAX_TAGS];
 		if (msg_decode(item.p, item.len, &p) != 0)
 			continue;
-		memset(&pub, 0, sizeof(pub));
-		pub.data = (struct proto_span){ p.data.p, p.data.len };
-		if (p.has_info) {
-			pub.has_info = 1;
-			pub.info.user = (struct proto_span){ p.user.p, p.user.len };
-			pub.info.client = (struct proto_span){ p.client.p, p.client.len };
-			pub.info.conn_info = (struct proto_span){ p.conn_info.p, p.conn_info.len };
-			pub.info.chan_info = (struct proto_span){ p.chan_info.p, p.chan_info.len };
-		}
-		pub.offset = p.offset;
-		for (uint32_t t = 0; t < p.ntags; t++) {
-			tags[t].key = (struct proto_span){ p.tags[2 * t].p, p.tags[2 * t].len };
-			tags[t].value = (struct proto_span){ p.tags[2 * t + 1].p, p.tags[2 * t + 1].len };
-		}
-		pub.tags = tags;
-		pub.ntags = p.ntags;
+		codec_publication(&p, &pub, tags);
+		pub.epoch = PROTO_SPAN_NULL;    /* the API's Publication has none */
 		if (!first)
 			buf_putc(b, ',');
 		first = 0;

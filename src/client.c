@@ -949,27 +949,9 @@ client_decode_pubs(const struct msg *m, struct proto_publication *pubs,
 
 	while (n < max && msg_item_next(m, &pos, &item) == 1) {
 		struct msg p;
-		struct proto_publication *pub = &pubs[n];
 		if (msg_decode(item.p, item.len, &p) != 0 || p.type != MSG_PUB)
 			continue;
-		memset(pub, 0, sizeof(*pub));
-		pub->data = (struct proto_span){ p.data.p, p.data.len };
-		if (p.has_info) {
-			pub->has_info = 1;
-			pub->info.user = (struct proto_span){ p.user.p, p.user.len };
-			pub->info.client = (struct proto_span){ p.client.p, p.client.len };
-			pub->info.conn_info = (struct proto_span){ p.conn_info.p, p.conn_info.len };
-			pub->info.chan_info = (struct proto_span){ p.chan_info.p, p.chan_info.len };
-		}
-		pub->offset = p.offset;
-		if (p.offset == 1)
-			pub->epoch = (struct proto_span){ p.epoch.p, p.epoch.len };
-		for (uint32_t t = 0; t < p.ntags; t++) {
-			tags[n][t].key = (struct proto_span){ p.tags[2 * t].p, p.tags[2 * t].len };
-			tags[n][t].value = (struct proto_span){ p.tags[2 * t + 1].p, p.tags[2 * t + 1].len };
-		}
-		pub->tags = tags[n];
-		pub->ntags = p.ntags;
+		codec_publication(&p, &pubs[n], tags[n]);
 		n++;
 	}
 	return n;
@@ -1949,17 +1931,10 @@ client_presence_done(void *arg, const struct msg *res)
 		codecs[c->fmt].presence_stats_result(&g.out, r->id, res->num_clients, res->num_users);
 		client_send_out(c);
 	} else {
-		size_t n = res->nitems / 4, pos = 0;
-		struct proto_client_info *infos = xcalloc(n ? n : 1, sizeof(*infos));
-		struct msg_str f[4];
-		for (size_t i = 0; i < n; i++) {
-			for (int k = 0; k < 4; k++)
-				msg_item_next(res, &pos, &f[k]);
-			infos[i].user = (struct proto_span){ f[0].p, f[0].len };
-			infos[i].client = (struct proto_span){ f[1].p, f[1].len };
-			infos[i].conn_info = (struct proto_span){ f[2].p, f[2].len };
-			infos[i].chan_info = (struct proto_span){ f[3].p, f[3].len };
-		}
+		size_t n = 0, pos = 0;
+		struct proto_client_info *infos = xcalloc(res->nitems / 4 + 1, sizeof(*infos));
+		while (n < res->nitems / 4 && codec_presence_next(res, &pos, &infos[n]))
+			n++;
 		buf_reset(&g.out);
 		codecs[c->fmt].presence_result(&g.out, r->id, infos, n);
 		client_send_out(c);

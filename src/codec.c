@@ -1,7 +1,10 @@
 /*
  * codec.c - the table of client protocol formats (see codec.h).
  */
+#include <string.h>
+
 #include "codec.h"
+#include "msg.h"
 #include "proto.h"
 #include "proto_pb.h"
 
@@ -41,3 +44,47 @@ const struct codec codecs[CODEC_COUNT] = {
 		.push_pub = proto_pb_push_pub,
 	},
 };
+
+void
+codec_client_info(const struct msg *m, struct proto_client_info *ci)
+{
+	ci->user = (struct proto_span){ m->user.p, m->user.len };
+	ci->client = (struct proto_span){ m->client.p, m->client.len };
+	ci->conn_info = (struct proto_span){ m->conn_info.p, m->conn_info.len };
+	ci->chan_info = (struct proto_span){ m->chan_info.p, m->chan_info.len };
+}
+
+void
+codec_publication(const struct msg *m, struct proto_publication *pub, struct proto_tag *tags)
+{
+	memset(pub, 0, sizeof(*pub));
+	pub->data = (struct proto_span){ m->data.p, m->data.len };
+	if (m->has_info) {
+		pub->has_info = 1;
+		codec_client_info(m, &pub->info);
+	}
+	pub->offset = m->offset;
+	if (m->offset == 1)
+		pub->epoch = (struct proto_span){ m->epoch.p, m->epoch.len };
+	for (uint32_t i = 0; i < m->ntags; i++) {
+		tags[i].key = (struct proto_span){ m->tags[2 * i].p, m->tags[2 * i].len };
+		tags[i].value = (struct proto_span){ m->tags[2 * i + 1].p, m->tags[2 * i + 1].len };
+	}
+	pub->tags = tags;
+	pub->ntags = m->ntags;
+}
+
+int
+codec_presence_next(const struct msg *m, size_t *pos, struct proto_client_info *ci)
+{
+	struct msg_str f[4];
+
+	for (int k = 0; k < 4; k++)
+		if (msg_item_next(m, pos, &f[k]) != 1)
+			return 0;
+	ci->user = (struct proto_span){ f[0].p, f[0].len };
+	ci->client = (struct proto_span){ f[1].p, f[1].len };
+	ci->conn_info = (struct proto_span){ f[2].p, f[2].len };
+	ci->chan_info = (struct proto_span){ f[3].p, f[3].len };
+	return 1;
+}

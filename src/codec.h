@@ -39,4 +39,17 @@ struct codec {
 
 extern const struct codec codecs[CODEC_COUNT];
 
+struct msg;
+
+/* The publication of a MSG_PUB record m, as encoder input: spans point
+ * into m, tags (room for MSG_MAX_TAGS) receives its tags.  The epoch is set
+ * on the first publication of a stream (offset 1), as upstream does. */
+void codec_publication(const struct msg *m, struct proto_publication *pub,
+    struct proto_tag *tags);
+/* The ClientInfo carried by a record (user, client, conn_info, chan_info). */
+void codec_client_info(const struct msg *m, struct proto_client_info *ci);
+/* The next ClientInfo of a PRESENCE_RESULT's items (four strings each):
+ * 1, or 0 at the end.  *pos starts at 0. */
+int codec_presence_next(const struct msg *m, size_t *pos, struct proto_client_info *ci);
+
 #endif

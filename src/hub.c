@@ -173,11 +173,7 @@ hub_encode_join_leave(struct hub *h, const struct codec *codec, const struct msg
 	struct proto_client_info info;
 	struct proto_push push;
 
-	memset(&info, 0, sizeof(info));
-	info.user = (struct proto_span){ m->user.p, m->user.len };
-	info.client = (struct proto_span){ m->client.p, m->client.len };
-	info.conn_info = (struct proto_span){ m->conn_info.p, m->conn_info.len };
-	info.chan_info = (struct proto_span){ m->chan_info.p, m->chan_info.len };
+	codec_client_info(m, &info);
 	memset(&push, 0, sizeof(push));
 	push.type = m->type == MSG_JOIN ? PROTO_PUSH_JOIN : PROTO_PUSH_LEAVE;
 	push.channel = (struct proto_span){ m->channel.p, m->channel.len };
@@ -192,25 +188,7 @@ hub_encode_pub(struct hub *h, const struct codec *codec, const struct msg *m)
 	struct proto_tag tags[MSG_MAX_TAGS];
 	struct proto_publication pub;
 
-	memset(&pub, 0, sizeof(pub));
-	pub.data = (struct proto_span){ m->data.p, m->data.len };
-	if (m->has_info) {
-		pub.has_info = 1;
-		pub.info.user = (struct proto_span){ m->user.p, m->user.len };
-		pub.info.client = (struct proto_span){ m->client.p, m->client.len };
-		pub.info.conn_info = (struct proto_span){ m->conn_info.p, m->conn_info.len };
-		pub.info.chan_info = (struct proto_span){ m->chan_info.p, m->chan_info.len };
-	}
-	pub.offset = m->offset;
-	/* The first publication of a stream names its epoch (upstream does). */
-	if (m->offset == 1)
-		pub.epoch = (struct proto_span){ m->epoch.p, m->epoch.len };
-	for (uint32_t i = 0; i < m->ntags; i++) {
-		tags[i].key = (struct proto_span){ m->tags[2 * i].p, m->tags[2 * i].len };
-		tags[i].value = (struct proto_span){ m->tags[2 * i + 1].p, m->tags[2 * i + 1].len };
-	}
-	pub.tags = tags;
-	pub.ntags = m->ntags;
+	codec_publication(m, &pub, tags);
 	codec->push_pub(&h->scratch, (struct proto_span){ m->channel.p, m->channel.len }, &pub);
 }
 
