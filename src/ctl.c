@@ -79,7 +79,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "subscriptions, ring lag", 0, 1, ctl_cmd_status },
 	{ "reload", "",
 	  "re-read and validate the configuration file, apply it without "
-	  "dropping connections; answers every error", 0, 0, ctl_cmd_reload },
+	  "dropping connections (new listeners: workers restarted one at a "
+	  "time); answers every error", 0, 0, ctl_cmd_reload },
 	{ "stop", "",
 	  "graceful stop, as SIGTERM: clients get the shutdown disconnect",
 	  0, 0, ctl_cmd_stop },

@@ -65,12 +65,45 @@ reload_applies(const char *path)
 	return strcmp(path, "log.level") == 0 || strcmp(path, "log.json") == 0;
 }
 
-/* Copies every restart-only option but those reload_applies() from src. */
+/* The options a reload with RELOAD_LISTENERS applies by new sockets. */
+static int
+reload_is_listener(const char *path)
+{
+	return strcmp(path, "http_server.address") == 0 ||
+	    strcmp(path, "http_server.port") == 0 ||
+	    strcmp(path, "http_server.internal_address") == 0 ||
+	    strcmp(path, "http_server.internal_port") == 0;
+}
+
+/* Whether a reload with `flags` applies restart-only option `path`. */
+static int
+reload_applies_with(const char *path, unsigned flags)
+{
+	return reload_applies(path) ||
+	    ((flags & RELOAD_LISTENERS) && reload_is_listener(path));
+}
+
+int
+reload_listeners_differ(const struct config *a, const struct config *b)
+{
+	return strcmp(a->http_server_address, b->http_server_address) != 0 ||
+	    a->http_server_port != b->http_server_port ||
+	    strcmp(a->http_server_internal_address,
+	    b->http_server_internal_address) != 0 ||
+	    strcmp(a->http_server_internal_port,
+	    b->http_server_internal_port) != 0;
+}
+
+/*
+ * Copies every restart-only option but those reload_applies_with(flags)
+ * from src.
+ */
 static void
-reload_keep_restart_only(struct config *dst, const struct config *src)
+reload_keep_restart_only(struct config *dst, const struct config *src,
+    unsigned flags)
 {
 #define CONFIG_OPT(m, p, t, d, lo, hi, ch, fl, doc) \
-	if (!((fl) & CFG_RELOAD) && !reload_applies(p)) \
+	if (!((fl) & CFG_RELOAD) && !reload_applies_with(p, flags)) \
 		reload_keep_##t(&dst->m, &src->m);
 #include "config_tbl.h"
 #undef CONFIG_OPT
@@ -167,6 +200,13 @@ struct config *
 reload_load(const char *path, const struct config *cur, struct buf *errors,
     struct buf *restart)
 {
+	return reload_load_ex(path, cur, errors, restart, 0);
+}
+
+struct config *
+reload_load_ex(const char *path, const struct config *cur,
+    struct buf *errors, struct buf *restart, unsigned flags)
+{
 	struct config *n = NULL;
 	struct buf names = BUF_INIT;
 	char *tok, *save = NULL;
@@ -182,7 +222,7 @@ reload_load(const char *path, const struct config *cur, struct buf *errors,
 	if (restart != NULL && config_restart_changes(cur, n, &names) > 0) {
 		for (tok = strtok_r(buf_cstr(&names), " ", &save); tok != NULL;
 		    tok = strtok_r(NULL, " ", &save)) {
-			if (reload_applies(tok))
+			if (reload_applies_with(tok, flags))
 				continue;
 			if (!first)
 				buf_putc(restart, ' ');
@@ -191,7 +231,7 @@ reload_load(const char *path, const struct config *cur, struct buf *errors,
 		}
 	}
 	buf_free(&names);
-	reload_keep_restart_only(n, cur);
+	reload_keep_restart_only(n, cur, flags);
 	return n;
 }
 

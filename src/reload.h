@@ -8,7 +8,9 @@
  * routes the message) and swaps its configuration with reload_apply(), so
  * new operations see new channel, namespace, token and log settings while
  * every connection stays open.  Restart-only options keep their running
- * values in every process and are reported back to the operator.
+ * values in every process and are reported back to the operator, except the
+ * listener options with RELOAD_LISTENERS, which the supervisor applies by
+ * restarting the workers one at a time on new sockets (supervisor.c).
  */
 #ifndef CENTRIFUGO_RELOAD_H
 #define CENTRIFUGO_RELOAD_H
@@ -30,6 +32,25 @@ struct config;
  */
 struct config *reload_load(const char *path, const struct config *cur,
     struct buf *errors, struct buf *restart);
+
+/* Flags of reload_load_ex(). */
+#define RELOAD_LISTENERS 0x1    /* take the listener options from the file */
+
+/*
+ * reload_load() with flags: with RELOAD_LISTENERS, http_server.address,
+ * http_server.port, http_server.internal_address and
+ * http_server.internal_port get the file's values and are not listed in
+ * `restart` (the supervisor applies them by restarting the workers on new
+ * sockets).  reload_load() is reload_load_ex() with flags 0.
+ */
+struct config *reload_load_ex(const char *path, const struct config *cur,
+    struct buf *errors, struct buf *restart, unsigned flags);
+
+/*
+ * 1 when the listener options (see RELOAD_LISTENERS) of a and b differ,
+ * else 0.
+ */
+int reload_listeners_differ(const struct config *a, const struct config *b);
 
 /*
  * Worker: makes `newcfg` the configuration of this process: heritage.cfg,

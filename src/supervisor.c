@@ -32,12 +32,25 @@
  * its configuration without touching its connections and answers
  * IPC_RELOAD_DONE.  The reply is sent once every worker answered (or
  * SUP_RELOAD_TIMEOUT_MS passed).  Restart-only options keep their running
- * values everywhere and are listed in the reply.
+ * values everywhere and are listed in the reply; the worker count is one of
+ * them, since the shared-memory rings are sized for it at start.
+ *
+ * New listener options (http_server.address/port/internal_address/
+ * internal_port, unless the command line set them): the new sockets are
+ * opened first (a failure fails the reload, nothing changes), then the
+ * workers are restarted one at a time on them instead of getting
+ * IPC_RELOAD: SIGTERM (clients get the 3001 shutdown disconnect and
+ * reconnect to the others), wait for the exit (SIGKILL after the stop
+ * budget), fork the replacement with the new socket and configuration,
+ * wait for its READY (at most SUP_RELOAD_TIMEOUT_MS), next worker.  The
+ * supervisor's copy of each old socket is closed once its worker is gone;
+ * children keep only their own listener, so a closed socket really closes.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +179,21 @@ static struct {
 		struct buf restart;     /* restart-only options that differ */
 		struct event *timeout_ev;
 	} reload;
+	/* The listener options came from the command line (they differ from
+	 * the file's): a reload keeps them rather than take the file's. */
+	int cli_listeners;
+	/* Workers restarted one at a time onto new listeners (a reload that
+	 * changed them; see sup_roll_step()). */
+	struct {
+		int active;
+		unsigned next;          /* worker slot being restarted */
+		int starting;           /* 0: waiting for its exit; 1: for READY */
+		pid_t old_pid;          /* the process being stopped */
+		unsigned restarted;     /* workers that came back READY */
+		int *old_fds;           /* listeners before the reload */
+		int old_internal;       /* internal listener before, or -1 */
+		struct event *timer_ev; /* stop budget, then READY wait */
+	} roll;
 } sup;
 
 static struct sup_child *
@@ -217,17 +245,35 @@ sup_format_addr(char *out, size_t cap, const char *host, int64_t port)
 }
 
 /*
- * Opens the non-blocking listening socket every worker accepts on.
- * Returns the fd, or -1 after logging why (naming address:port).
+ * Reports a listener error: appended to err as a line when err is not NULL
+ * (the caller logs and forwards it), else logged.
  */
+static void __attribute__((format(printf, 2, 3)))
+sup_listen_error(struct buf *err, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (err != NULL)
+		buf_printf(err, "%s\n", text);
+	else
+		log_error("%s", text);
+}
+
 /*
- * Opens a listening socket on address:port.  With reuseport, SO_REUSEPORT
- * is set so that several sockets (one per worker) share the port and the
- * kernel spreads new connections over them; *bound (if not NULL) gets the
- * port actually bound (port 0 picks one).  Returns the fd or -1 (logged).
+ * Opens a non-blocking listening socket on address:port.  With reuseport,
+ * SO_REUSEPORT is set so that several sockets (one per worker) share the
+ * port and the kernel spreads new connections over them; *bound (if not
+ * NULL) gets the port actually bound (port 0 picks one).  Returns the fd,
+ * or -1 with why (naming address:port) appended to err, or logged when err
+ * is NULL.
  */
 static int
-sup_listen(const char *address, int64_t port, int reuseport, int64_t *bound)
+sup_listen(const char *address, int64_t port, int reuseport, int64_t *bound,
+    struct buf *err_out)
 {
 	struct addrinfo hints, *res, *ai;
 	const char *host = address[0] != '\0' ? address : "0.0.0.0";
@@ -237,8 +283,8 @@ sup_listen(const char *address, int64_t port, int reuseport, int64_t *bound)
 
 	sup_format_addr(where, sizeof(where), host, port);
 	if (port < 0 || port > 65535) {
-		log_error("cannot listen on %s: port out of range 0..65535",
-		    where);
+		sup_listen_error(err_out, "cannot listen on %s: port out of "
+		    "range 0..65535", where);
 		return -1;
 	}
 	snprintf(service, sizeof(service), "%lld", (long long)port);
@@ -248,8 +294,8 @@ sup_listen(const char *address, int64_t port, int reuseport, int64_t *bound)
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	rc = getaddrinfo(host, service, &hints, &res);
 	if (rc != 0) {
-		log_error("cannot listen on %s: getaddrinfo() failed: %s",
-		    where, gai_strerror(rc));
+		sup_listen_error(err_out, "cannot listen on %s: getaddrinfo() "
+		    "failed: %s", where, gai_strerror(rc));
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -279,8 +325,8 @@ sup_listen(const char *address, int64_t port, int reuseport, int64_t *bound)
 	}
 	freeaddrinfo(res);
 	if (fd == -1) {
-		log_error("cannot listen on %s: %s() failed: %s", where, call,
-		    strerror(err));
+		sup_listen_error(err_out, "cannot listen on %s: %s() failed: %s",
+		    where, call, strerror(err));
 		return -1;
 	}
 	if (bound != NULL) {
@@ -295,6 +341,104 @@ sup_listen(const char *address, int64_t port, int reuseport, int64_t *bound)
 	if (!reuseport || bound != NULL)
 		log_info("listening on %s", where);
 	return fd;
+}
+
+/*
+ * Where cfg wants the separate internal listener: 1 with *addr and *port
+ * set, or 0 when there is none (no internal_port, or it resolves to the
+ * main listener).
+ */
+static int
+sup_internal_where(const struct config *cfg, const char **addr,
+    int64_t *port)
+{
+	if (cfg->http_server_internal_port[0] == '\0')
+		return 0;
+	*addr = cfg->http_server_internal_address[0] != '\0' ?
+	    cfg->http_server_internal_address : cfg->http_server_address;
+	*port = strtoll(cfg->http_server_internal_port, NULL, 10);
+	return *port != cfg->http_server_port ||
+	    strcmp(*addr, cfg->http_server_address) != 0;
+}
+
+/*
+ * Opens the listeners cfg asks for: `n` SO_REUSEPORT sockets on
+ * http_server.address:port into fds[0..n-1] (one per worker: the kernel
+ * spreads new connections over the workers evenly instead of letting the
+ * first awake worker take a whole burst) and the separate internal
+ * listener (config.md 1.6), or -1, into *internal.
+ * With `old` (a reload; NULL at start), a listener whose address and port
+ * are the same in old and cfg is not opened again but shared: fds[] gets
+ * old_fds[] (or *internal gets old_internal), since a second socket could
+ * not bind it.  Returns 0, or -1 with every socket it opened closed and the
+ * reason appended to err (NULL: logged).
+ */
+static int
+sup_listeners_open(const struct config *cfg, unsigned n,
+    const struct config *old, const int *old_fds, int old_internal,
+    int *fds, int *internal, struct buf *err)
+{
+	const char *addr, *oaddr;
+	int64_t port = cfg->http_server_port, oport;
+	int keep_main = old != NULL && port != 0 &&
+	    port == old->http_server_port &&
+	    strcmp(cfg->http_server_address, old->http_server_address) == 0;
+	unsigned i;
+
+	*internal = -1;
+	for (i = 0; i < n; i++)
+		fds[i] = -1;
+	for (i = 0; i < n; i++) {
+		fds[i] = keep_main ? old_fds[i] :
+		    sup_listen(cfg->http_server_address, port, 1,
+		    i == 0 ? &port : NULL, err);
+		if (fds[i] == -1)
+			goto fail;
+	}
+	if (sup_internal_where(cfg, &addr, &port)) {
+		if (old != NULL && old_internal != -1 && port != 0 &&
+		    sup_internal_where(old, &oaddr, &oport) &&
+		    oport == port && strcmp(oaddr, addr) == 0)
+			*internal = old_internal;
+		else
+			*internal = sup_listen(addr, port, 0, NULL, err);
+		if (*internal == -1)
+			goto fail;
+	}
+	return 0;
+fail:
+	for (i = 0; i < n && !keep_main; i++) {
+		if (fds[i] != -1)
+			close(fds[i]);
+	}
+	for (i = 0; i < n; i++)
+		fds[i] = -1;
+	*internal = -1;
+	return -1;
+}
+
+/*
+ * 1 when the listener options of cfg are not those of the file (and
+ * environment) at config_path: command-line options set them, and a reload
+ * must not move the listeners back to the file's.  0 otherwise.
+ */
+static int
+sup_cli_listeners(const struct config *cfg, const char *config_path)
+{
+	struct buf errors = BUF_INIT;
+	struct config *f;
+	int differ;
+
+	f = reload_load_ex(config_path, cfg, &errors, NULL, RELOAD_LISTENERS);
+	buf_free(&errors);
+	if (f == NULL)
+		return 1;
+	differ = reload_listeners_differ(cfg, f);
+	config_free(f);
+	if (differ)
+		log_info("listener options from the command line: a reload "
+		    "keeps them");
+	return differ;
 }
 
 /* Writes our pid to path.  Returns 0, or -1 after logging. */
@@ -333,6 +477,10 @@ static void sup_on_ipc(evutil_socket_t fd, short what, void *arg);
 static void sup_schedule_respawn(struct sup_child *c);
 static void sup_reload_answer(struct sup_child *c, const struct ipc_msg *msg);
 static void sup_reload_child_gone(struct sup_child *c);
+static void sup_roll_ready(struct sup_child *c);
+static void sup_roll_exited(struct sup_child *c);
+static void sup_roll_lost(struct sup_child *c);
+static void sup_roll_abort(const char *why);
 
 static void
 sup_close_ipc(struct sup_child *c)
@@ -343,6 +491,32 @@ sup_close_ipc(struct sup_child *c)
 	if (c->ipc_fd != -1)
 		close(c->ipc_fd);
 	c->ipc_fd = -1;
+}
+
+/*
+ * In the new child: closes every listening socket c does not accept on
+ * (the other workers', those a reload is replacing; all of them in the
+ * broker), so that a socket the supervisor closes is really closed and no
+ * connection waits in the backlog of a socket nobody accepts on.
+ */
+static void
+sup_child_close_listeners(const struct sup_child *c)
+{
+	int mine = c->role == ROLE_WORKER ? sup.listen_fds[c->worker_id] : -1;
+	int internal = c->role == ROLE_WORKER ? sup.internal_fd : -1;
+
+	for (unsigned i = 0; i < sup.nworkers; i++) {
+		if (sup.listen_fds[i] != -1 && sup.listen_fds[i] != mine)
+			close(sup.listen_fds[i]);
+		if (sup.roll.old_fds != NULL && sup.roll.old_fds[i] != -1 &&
+		    sup.roll.old_fds[i] != sup.listen_fds[i])
+			close(sup.roll.old_fds[i]);
+	}
+	if (sup.internal_fd != -1 && sup.internal_fd != internal)
+		close(sup.internal_fd);
+	if (sup.roll.old_internal != -1 &&
+	    sup.roll.old_internal != sup.internal_fd)
+		close(sup.roll.old_internal);
 }
 
 /*
@@ -376,6 +550,7 @@ sup_child_main(struct sup_child *c, const int fds[2])
 			close(sup.children[i].ipc_fd);
 	}
 	ctl_close_in_child();
+	sup_child_close_listeners(c);
 	/* Default dispositions, but keep SIGPIPE ignored: every child
 	 * writes to sockets whose peers may be gone. */
 	memset(&sa, 0, sizeof(sa));
@@ -397,8 +572,12 @@ sup_child_main(struct sup_child *c, const int fds[2])
 
 	heritage.role = c->role;
 	heritage.worker_id = c->worker_id;
-	if (c->role == ROLE_WORKER)
+	if (c->role == ROLE_WORKER) {
 		heritage.listen_fd = sup.listen_fds[c->worker_id];
+	} else {
+		heritage.listen_fd = -1;
+		heritage.internal_fd = -1;
+	}
 	heritage.ipc_fd = fds[1];
 	heritage.generation = c->generation;
 	log_set_role(c->name);
@@ -543,6 +722,7 @@ sup_on_ipc(evutil_socket_t fd, short what, void *arg)
 				log_info("%s (pid %ld) is ready", c->name,
 				    (long)c->pid);
 				sup_notify_ready();
+				sup_roll_ready(c);
 			}
 			break;
 		case IPC_RELOAD_DONE:
@@ -655,6 +835,7 @@ sup_stop(const char *why)
 	log_info("%s: stopping", why);
 	(void)sdnotify_send("STOPPING=1");
 	sup.phase = SUP_STOP_WORKERS;
+	sup_roll_abort("the server is stopping");
 	for (unsigned i = 0; i <= sup.nworkers; i++)
 		evtimer_del(sup.children[i].respawn_ev);
 	for (unsigned i = 0; i < sup.nworkers; i++) {
@@ -672,7 +853,14 @@ sup_child_exited(struct sup_child *c, int status)
 {
 	long uptime = sup_ms_since(&c->started);
 	int was_ready = c->state == SUP_CHILD_READY;
-	int expected = sup.phase != SUP_RUNNING;
+	/* The worker a rolling restart stopped on purpose. */
+	int rolled = sup.roll.active && !sup.roll.starting &&
+	    c->role == ROLE_WORKER && c->worker_id == sup.roll.next &&
+	    c->pid == sup.roll.old_pid;
+	/* The replacement it forked, gone before READY. */
+	int roll_lost = sup.roll.active && sup.roll.starting &&
+	    c->role == ROLE_WORKER && c->worker_id == sup.roll.next;
+	int expected = sup.phase != SUP_RUNNING || rolled;
 	enum log_level lvl = expected ? LOG_LVL_INFO : LOG_LVL_WARN;
 	char sig[32];
 
@@ -693,6 +881,12 @@ sup_child_exited(struct sup_child *c, int status)
 	c->state = SUP_CHILD_DOWN;
 	sup_reload_child_gone(c);
 
+	if (rolled) {
+		sup_roll_exited(c);
+		return;
+	}
+	if (roll_lost)
+		sup_roll_lost(c);
 	if (expected) {
 		sup_stop_progress();
 		return;
@@ -768,6 +962,19 @@ sup_log_lines(enum log_level lvl, const char *text)
 	}
 }
 
+/* Whether the space-separated list has `word`. */
+static int
+sup_word_in(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; (p = strstr(p, word)) != NULL; p += n) {
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	}
+	return 0;
+}
+
 /* Sends the result to whoever asked and ends the reload. */
 static void
 sup_reload_finish(void)
@@ -781,6 +988,10 @@ sup_reload_finish(void)
 	if (sup.reload.restart.len > 0)
 		buf_printf(r, "not applied until a restart (running values "
 		    "kept): %s\n", buf_cstr(&sup.reload.restart));
+	if (sup_word_in(buf_cstr(&sup.reload.restart), "workers"))
+		buf_printf(r, "workers: the worker count needs a restart of the "
+		    "server (the shared-memory rings are sized for it at "
+		    "start); still %u\n", sup.nworkers);
 	if (sup.reload.failed)
 		buf_printf(r, "configuration %s is valid but was not applied "
 		    "everywhere\n", name);
@@ -802,7 +1013,7 @@ sup_reload_finish(void)
 	buf_free(&body);
 	buf_reset(&sup.reload.report);
 	buf_reset(&sup.reload.restart);
-	if (sup.notified_ready)
+	if (sup.notified_ready && sup.phase == SUP_RUNNING)
 		(void)sdnotify_send("READY=1");
 }
 
@@ -865,6 +1076,165 @@ sup_reload_child_gone(struct sup_child *c)
 		sup_reload_finish();
 }
 
+/* ---- rolling restart onto new listeners ---- */
+
+/* Closes the supervisor's copy of old listener i unless it is kept. */
+static void
+sup_roll_close_old(unsigned i)
+{
+	if (sup.roll.old_fds == NULL || sup.roll.old_fds[i] == -1)
+		return;
+	if (sup.roll.old_fds[i] != sup.listen_fds[i])
+		close(sup.roll.old_fds[i]);
+	sup.roll.old_fds[i] = -1;
+}
+
+/* Ends the rolling restart: old listeners closed, the reload answered. */
+static void
+sup_roll_finish(void)
+{
+	char where[300];
+
+	evtimer_del(sup.roll.timer_ev);
+	for (unsigned i = 0; i < sup.nworkers; i++)
+		sup_roll_close_old(i);
+	free(sup.roll.old_fds);
+	sup.roll.old_fds = NULL;
+	if (sup.roll.old_internal != -1 &&
+	    sup.roll.old_internal != sup.internal_fd)
+		close(sup.roll.old_internal);
+	sup.roll.old_internal = -1;
+	sup.roll.active = 0;
+	sup_format_addr(where, sizeof(where),
+	    sup.cfg->http_server_address[0] != '\0' ?
+	    sup.cfg->http_server_address : "0.0.0.0",
+	    sup.cfg->http_server_port);
+	if (sup.roll.restarted < sup.nworkers)
+		sup.reload.failed = 1;
+	buf_printf(&sup.reload.report, "listeners changed (now %s%s%s): "
+	    "%u of %u workers restarted one at a time on the new sockets\n",
+	    where, sup.internal_fd != -1 ? ", internal port " : "",
+	    sup.internal_fd != -1 ? sup.cfg->http_server_internal_port : "",
+	    sup.roll.restarted, sup.nworkers);
+	sup_reload_finish();
+}
+
+/*
+ * Restarts worker slot roll.next, or the first after it that runs: SIGTERM
+ * (its clients get the shutdown disconnect and reconnect to the other
+ * workers), then sup_roll_exited() forks its replacement on the new
+ * listener and sup_roll_ready() moves to the next slot.  A slot that is
+ * down is skipped: its respawn gets the new listener anyway.
+ */
+static void
+sup_roll_step(void)
+{
+	struct timeval tv;
+
+	while (sup.roll.next < sup.nworkers) {
+		struct sup_child *c = &sup.children[sup.roll.next];
+
+		if (c->pid != 0)
+			break;
+		sup_roll_close_old(sup.roll.next);
+		sup.roll.next++;
+	}
+	if (sup.roll.next == sup.nworkers) {
+		sup_roll_finish();
+		return;
+	}
+	struct sup_child *c = &sup.children[sup.roll.next];
+
+	sup.roll.starting = 0;
+	sup.roll.old_pid = c->pid;
+	log_info("restarting %s (pid %ld) on the new listeners", c->name,
+	    (long)c->pid);
+	kill(c->pid, SIGTERM);
+	sup_ms_to_tv(sup_stop_budget_ms(), &tv);
+	evtimer_add(sup.roll.timer_ev, &tv);
+}
+
+/* The worker being restarted exited: fork its replacement. */
+static void
+sup_roll_exited(struct sup_child *c)
+{
+	struct timeval tv;
+
+	evtimer_del(sup.roll.timer_ev);
+	sup_roll_close_old(c->worker_id);
+	c->failures = 0;
+	sup.roll.starting = 1;
+	if (sup_spawn(c) == -1) {
+		/* Logged; a respawn is scheduled with the new listener. */
+		buf_printf(&sup.reload.report, "%s: cannot start it again at "
+		    "once; it is respawned later\n", c->name);
+		sup.roll.next++;
+		sup_roll_step();
+		return;
+	}
+	sup_ms_to_tv(SUP_RELOAD_TIMEOUT_MS, &tv);
+	evtimer_add(sup.roll.timer_ev, &tv);
+}
+
+/* READY from c: if it is the replacement being waited for, go on. */
+static void
+sup_roll_ready(struct sup_child *c)
+{
+	if (!sup.roll.active || !sup.roll.starting ||
+	    c->role != ROLE_WORKER || c->worker_id != sup.roll.next)
+		return;
+	evtimer_del(sup.roll.timer_ev);
+	sup.roll.restarted++;
+	sup.roll.next++;
+	sup_roll_step();
+}
+
+/* The replacement died before READY: report it and go on. */
+static void
+sup_roll_lost(struct sup_child *c)
+{
+	evtimer_del(sup.roll.timer_ev);
+	buf_printf(&sup.reload.report, "%s exited before it was ready on the "
+	    "new listeners; it is respawned\n", c->name);
+	sup.roll.next++;
+	sup_roll_step();
+}
+
+static void
+sup_on_roll_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct sup_child *c;
+
+	if (!sup.roll.active || sup.roll.next >= sup.nworkers)
+		return;
+	c = &sup.children[sup.roll.next];
+	if (!sup.roll.starting) {
+		/* Its exit, reaped, calls sup_roll_exited(). */
+		log_warn("%s (pid %ld) still running %ld ms after SIGTERM: "
+		    "killing it", c->name, (long)sup.roll.old_pid,
+		    sup_stop_budget_ms());
+		kill(sup.roll.old_pid, SIGKILL);
+		return;
+	}
+	buf_printf(&sup.reload.report, "%s: not ready on the new listeners "
+	    "within %d ms; going on with the next worker\n", c->name,
+	    SUP_RELOAD_TIMEOUT_MS);
+	sup.roll.next++;
+	sup_roll_step();
+}
+
+/* Stops a rolling restart in progress (the server stops) and answers. */
+static void
+sup_roll_abort(const char *why)
+{
+	if (!sup.roll.active)
+		return;
+	buf_printf(&sup.reload.report, "%s: the restart of the workers on the "
+	    "new listeners was not finished\n", why);
+	sup.reload.failed = 1;
+	sup_roll_finish();
+}
+
 /*
  * Reloads the configuration (see the file comment); conn is the control
  * connection to answer, or NULL (SIGHUP: the result is only logged).
@@ -878,6 +1248,7 @@ sup_reload(struct ctl_conn *conn)
 	struct ipc_reload req;
 	struct config *n;
 	enum log_level lvl;
+	int *new_fds = NULL, new_internal = -1, listen_failed = 0;
 
 	if (sup.reload.active || sup.phase != SUP_RUNNING) {
 		const char *why = sup.reload.active ?
@@ -890,10 +1261,27 @@ sup_reload(struct ctl_conn *conn)
 		return;
 	}
 	log_info("reloading configuration %s", name);
-	n = reload_load(sup.config_path, sup.cfg, &errors, &restart);
+	n = reload_load_ex(sup.config_path, sup.cfg, &errors, &restart,
+	    sup.cli_listeners ? 0 : RELOAD_LISTENERS);
+	if (n != NULL && reload_listeners_differ(sup.cfg, n)) {
+		/* New sockets first: if one cannot be opened, nothing changes. */
+		new_fds = xcalloc(sup.nworkers, sizeof(*new_fds));
+		if (sup_listeners_open(n, sup.nworkers, sup.cfg, sup.listen_fds,
+		    sup.internal_fd, new_fds, &new_internal, &errors) == -1) {
+			free(new_fds);
+			new_fds = NULL;
+			config_free(n);
+			n = NULL;
+			listen_failed = 1;
+		}
+	}
 	if (n == NULL) {
-		buf_printf(&errors, "configuration %s is invalid; nothing changed",
-		    name);
+		if (listen_failed)
+			buf_printf(&errors, "configuration %s: cannot open the new "
+			    "listeners; nothing changed", name);
+		else
+			buf_printf(&errors, "configuration %s is invalid; nothing "
+			    "changed", name);
 		sup_log_lines(LOG_LVL_ERROR, buf_cstr(&errors));
 		if (conn != NULL)
 			ctl_reply(conn, CTL_STATUS_FAILED, errors.data, errors.len);
@@ -920,6 +1308,20 @@ sup_reload(struct ctl_conn *conn)
 	buf_reset(&sup.reload.report);
 	buf_reset(&sup.reload.restart);
 	buf_append(&sup.reload.restart, restart.data, restart.len);
+	if (new_fds != NULL) {
+		/* Children forked from now on get the new listeners. */
+		sup.roll.active = 1;
+		sup.roll.next = 0;
+		sup.roll.starting = 0;
+		sup.roll.restarted = 0;
+		sup.roll.old_fds = sup.listen_fds;
+		sup.roll.old_internal = sup.internal_fd;
+		sup.listen_fds = new_fds;
+		sup.listen_fd = new_fds[0];
+		sup.internal_fd = new_internal;
+		heritage.listen_fd = sup.listen_fd;
+		heritage.internal_fd = sup.internal_fd;
+	}
 
 	req.seq = sup.reload.seq;
 	buf_append(&payload, &req, sizeof(req));
@@ -930,6 +1332,8 @@ sup_reload(struct ctl_conn *conn)
 
 		if (c->pid == 0 || c->ipc_fd == -1)
 			continue;   /* a respawn gets heritage.cfg */
+		if (sup.roll.active && c->role == ROLE_WORKER)
+			continue;   /* restarted with it by sup_roll_step() */
 		if (ipc_send(c->ipc_fd, IPC_RELOAD, payload.data,
 		    payload.len) == -1) {
 			sup.reload.failed = 1;
@@ -947,6 +1351,10 @@ sup_reload(struct ctl_conn *conn)
 	buf_free(&payload);
 	buf_free(&errors);
 	buf_free(&restart);
+	if (sup.roll.active) {
+		sup_roll_step();
+		return;
+	}
 	if (sup.reload.waiting == 0) {
 		sup_reload_finish();
 		return;
@@ -1133,7 +1541,9 @@ sup_setup_events(void)
 	sup.stop_ev = evtimer_new(sup.base, sup_on_stop_timer, NULL);
 	sup.reload.timeout_ev = evtimer_new(sup.base, sup_on_reload_timeout,
 	    NULL);
-	if (sup.stop_ev == NULL || sup.reload.timeout_ev == NULL) {
+	sup.roll.timer_ev = evtimer_new(sup.base, sup_on_roll_timer, NULL);
+	if (sup.stop_ev == NULL || sup.reload.timeout_ev == NULL ||
+	    sup.roll.timer_ev == NULL) {
 		log_error("evtimer_new() failed");
 		return -1;
 	}
@@ -1191,6 +1601,18 @@ sup_cleanup(void)
 	if (sup.reload.timeout_ev != NULL)
 		event_free(sup.reload.timeout_ev);
 	sup.reload.timeout_ev = NULL;
+	if (sup.roll.timer_ev != NULL)
+		event_free(sup.roll.timer_ev);
+	sup.roll.timer_ev = NULL;
+	sup.roll.active = 0;
+	for (unsigned i = 0; sup.roll.old_fds != NULL && i < sup.nworkers; i++)
+		sup_roll_close_old(i);
+	free(sup.roll.old_fds);
+	sup.roll.old_fds = NULL;
+	if (sup.roll.old_internal != -1 &&
+	    sup.roll.old_internal != sup.internal_fd)
+		close(sup.roll.old_internal);
+	sup.roll.old_internal = -1;
 	buf_free(&sup.reload.report);
 	buf_free(&sup.reload.restart);
 	if (sup.base != NULL)
@@ -1228,6 +1650,7 @@ sup_run(struct config *cfg, const char *config_path)
 	sup.config_path = config_path;
 	sup.listen_fd = -1;
 	sup.internal_fd = -1;
+	sup.roll.old_internal = -1;
 	sup.pid = getpid();
 	clock_gettime(CLOCK_MONOTONIC, &sup.started);
 	sup.nworkers = config_workers(cfg);
@@ -1236,34 +1659,12 @@ sup_run(struct config *cfg, const char *config_path)
 	proctitle_set("centrifugo: supervisor", NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* One listener per worker on the same port: the kernel spreads new
-	 * connections over the workers evenly instead of letting the first
-	 * awake worker take a whole burst. */
 	sup.listen_fds = xcalloc(sup.nworkers, sizeof(*sup.listen_fds));
-	for (unsigned i = 0; i < sup.nworkers; i++)
-		sup.listen_fds[i] = -1;
-	{
-		int64_t port = cfg->http_server_port;
-		for (unsigned i = 0; i < sup.nworkers; i++) {
-			sup.listen_fds[i] = sup_listen(cfg->http_server_address, port, 1,
-			    i == 0 ? &port : NULL);
-			if (sup.listen_fds[i] == -1)
-				goto fail;
-		}
-	}
+	if (sup_listeners_open(cfg, sup.nworkers, NULL, NULL, -1,
+	    sup.listen_fds, &sup.internal_fd, NULL) == -1)
+		goto fail;
 	sup.listen_fd = sup.listen_fds[0];
-	if (cfg->http_server_internal_port[0] != '\0') {
-		/* API, health and metrics on their own listener (config.md §1.6),
-		 * unless it resolves to the main one. */
-		const char *addr = cfg->http_server_internal_address[0] ?
-		    cfg->http_server_internal_address : cfg->http_server_address;
-		int64_t port = strtoll(cfg->http_server_internal_port, NULL, 10);
-		if (port != cfg->http_server_port || strcmp(addr, cfg->http_server_address) != 0) {
-			sup.internal_fd = sup_listen(addr, port, 0, NULL);
-			if (sup.internal_fd == -1)
-				goto fail;
-		}
-	}
+	sup.cli_listeners = sup_cli_listeners(cfg, config_path);
 	memset(&params, 0, sizeof(params));
 	params.nworkers = sup.nworkers;
 	params.fanout_bytes = SUP_FANOUT_BYTES;

@@ -1,7 +1,8 @@
 'use strict';
 // centrifugo-ctl and the supervisor's control socket (issue 5): status,
 // reload (invalid file changes nothing; a new namespace applies with 200
-// clients connected and none dropped), stop, gentoken/checktoken, the API
+// clients connected and none dropped; a new port restarts the workers one at
+// a time on new sockets, a port that cannot be bound changes nothing), stop, gentoken/checktoken, the API
 // commands, and clear errors when the daemon cannot be reached.
 
 const assert = require('node:assert/strict');
@@ -12,7 +13,7 @@ const { execFile } = require('node:child_process');
 const { describe, after } = require('node:test');
 
 const { useServer } = require('./lib/harness');
-const { TOP_BUILDDIR } = require('./lib/server');
+const { TOP_BUILDDIR, freePort, httpRequest } = require('./lib/server');
 const { toLibconfig, merge } = require('./lib/config');
 const { rawClient } = require('./lib/wsclient');
 const { pollUntil } = require('./lib/util');
@@ -391,6 +392,106 @@ describe('centrifugo-ctl when the daemon cannot be reached', () => {
     assert.equal(r.code, 3, show(r));
     assert.match(r.stderr, /cannot connect to the server API at 127\.0\.0\.1:1/);
   });
+});
+
+describe('reload that changes the listeners', () => {
+  const dir = ctlDir();
+  const sock = path.join(dir, 'ctl.sock');
+  const h = useServer({ workers: 2, ctl: { socket: sock } });
+
+  // GET /health on port; 0 when nothing answers.
+  const healthOn = async (port) => {
+    try {
+      return (await httpRequest(port, 'GET', '/health', { timeout: 3000 })).status;
+    } catch {
+      return 0;
+    }
+  };
+
+  h.test('a new port that is already in use: the reload fails with the error, nothing changes', async (t, srv) => {
+    const net = require('node:net');
+    const holder = net.createServer();
+    await new Promise((resolve, reject) => {
+      holder.once('error', reject);
+      holder.listen(0, '127.0.0.1', resolve);
+    });
+    const busy = holder.address().port;
+    const good = fs.readFileSync(srv.configPath, 'utf8');
+    const before = await srv.waitChildren(2);
+    try {
+      rewriteConfig(srv, { http_server: { port: busy } });
+      const r = await ctl(['-s', sock, 'reload']);
+      assert.equal(r.code, 1, show(r));
+      assert.match(r.stdout + r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${busy}: bind\\(\\) failed: Address already in use`), show(r));
+      assert.match(r.stderr.trim(), /nothing changed$/, show(r));
+    } finally {
+      fs.writeFileSync(srv.configPath, good);
+      await new Promise((resolve) => holder.close(resolve));
+    }
+    // The old port still serves, with the same processes.
+    assert.equal(await healthOn(srv.port), 200);
+    const c = await rawClient(srv.wsUrl, { connect: true });
+    try {
+      assert.equal(typeof c.connectReply.connect.client, 'string');
+    } finally {
+      c.close();
+    }
+    const now = srv.children();
+    assert.deepEqual(now.workers.map((w) => w.pid).sort(), before.workers.map((w) => w.pid).sort());
+    assert.deepEqual(now.brokers, before.brokers);
+    // The worker count still needs a restart: reported, not applied.
+    rewriteConfig(srv, { workers: 3 });
+    try {
+      const w = await ctl(['-s', sock, 'reload']);
+      assert.equal(w.code, 0, show(w));
+      assert.match(w.stdout, /not applied until a restart .*\bworkers\b/, show(w));
+      assert.match(w.stdout, /worker count needs a restart/, show(w));
+    } finally {
+      fs.writeFileSync(srv.configPath, good);
+    }
+    const after2 = srv.children();
+    assert.deepEqual(after2.workers.map((x) => x.pid).sort(), before.workers.map((x) => x.pid).sort());
+  });
+
+  h.test('a new http_server.port: workers restarted one at a time on it, clients closed with 3001, the broker kept', async (t, srv) => {
+    const before = await srv.waitChildren(2);
+    const oldPort = srv.port;
+    const clients = [];
+    try {
+      for (let i = 0; i < 6; i++) clients.push(await rawClient(srv.wsUrl, { connect: true }));
+      const newPort = await freePort();
+      srv.config = rewriteConfig(srv, { http_server: { port: newPort } });
+      const r = await ctl(['-s', sock, 'reload'], { timeout: 60000 });
+      assert.equal(r.code, 0, show(r));
+      assert.match(r.stdout, /2 of 2 workers restarted one at a time/, show(r));
+      assert.match(r.stdout, /reloaded/, show(r));
+      srv.port = newPort;
+
+      // Clients of the old workers got the shutdown disconnect.
+      for (const c of clients) {
+        const close = await c.waitClose(10000);
+        assert.equal(close.code, 3001, JSON.stringify(close));
+      }
+      // The new port serves /health and WebSocket; the old one nothing.
+      assert.equal(await healthOn(newPort), 200);
+      const c = await rawClient(srv.wsUrl, { connect: true });
+      try {
+        assert.equal(typeof c.connectReply.connect.client, 'string');
+      } finally {
+        c.close();
+      }
+      assert.equal(await healthOn(oldPort), 0, `nothing answers on the old port ${oldPort}`);
+      // Every worker is a new process; the broker is the same one.
+      const now = await srv.waitChildren(2);
+      const oldPids = new Set(before.workers.map((w) => w.pid));
+      assert.ok(now.workers.every((w) => !oldPids.has(w.pid)), `every worker restarted: ${JSON.stringify({ before, now })}`);
+      assert.deepEqual(now.brokers, before.brokers);
+      const st = JSON.parse((await ctl(['-s', sock, '--json', 'status'])).stdout);
+      for (const p of st.processes) assert.equal(p.state, 'ready', JSON.stringify(st));
+    } finally {
+      for (const c of clients) c.close();
+    }
+  }, { timeout: 90000 });
 });
 
 describe('centrifugo-ctl stop', () => {
