@@ -91,6 +91,17 @@
 #define LOOP_HTTP_IDLE_TIMEOUT 5        /* s: idle keep-alive (as lws) */
 #define LOOP_HTTP_READ_TIMEOUT 20       /* s: to receive a whole request */
 
+/*
+ * The vhost's retry and idle policy: no "validity" (lws's own idle ping at
+ * 300 s, hangup at 310 s).  With the context default every adopted wsi
+ * inserts a timer into lws's per-thread sorted timer list, and each insert
+ * walks the list from its head: the newest deadline is the latest, so with
+ * N connections every accept cost O(N) cache misses (22% of the connect
+ * phase's CPU at 5,000 connections).  Liveness is the client layer's job
+ * (protocol pings on the wheel, see wheel.h).
+ */
+static const lws_retry_bo_t loop_no_validity;
+
 /* Outgoing queue of one connection: a ring of shared message buffers.
  * Exists only while non-empty. */
 struct connq {
@@ -1472,8 +1483,16 @@ loop_hconn_new(struct loop *l, int fd)
 	if (hc->next)
 		hc->next->prev = hc;
 	l->hconns = hc;
-	event_add(hc->rev, NULL);
-	loop_hconn_timer(hc);
+	/*
+	 * Read at once instead of waiting for the first readable event: under
+	 * load the request is usually there already, and a WebSocket upgrade
+	 * then goes to lws without the socket ever entering libevent's epoll
+	 * set (an EPOLL_CTL_ADD, a wake-up and an EPOLL_CTL_DEL saved per
+	 * connection).  Otherwise this costs one recv() that says EAGAIN, and
+	 * the parse arms the read event and the timer as before.  hc may be
+	 * gone when this returns.
+	 */
+	loop_hconn_read_cb(fd, EV_READ, hc);
 }
 
 /* ---- the lws protocol callback ------------------------------------------ */
@@ -1580,6 +1599,8 @@ loop_new(struct event_base *base, int listen_fd, const struct loop_params *p,
 	}
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = l->protocols;
+	/* No lws validity timer: see loop_no_validity. */
+	info.retry_and_idle_policy = &loop_no_validity;
 	info.vhost_name = "centrifugo";
 	l->vh = lws_create_vhost(l->ctx, &info);
 	if (!l->vh) {

@@ -1,7 +1,18 @@
 /*
  * wheel.c - hashed timing wheel (see wheel.h).  Nodes far in the future sit
  * in their slot and are skipped until their tick comes round.
+ *
+ * The libevent timer is one-shot and armed for the first tick after the
+ * current one whose slot is not empty (found by scanning at most
+ * WHEEL_SLOTS list heads after each run), or for a newly armed node's tick
+ * when that is earlier.  That tick is never later than the earliest due
+ * node's (a node's slot is visited at or before its due tick), so nothing
+ * fires late; a slot holding only nodes of a later round, or a node disarmed
+ * meanwhile (wheel_disarm() does not know its wheel), costs one spurious
+ * wake-up.  A worker with no connections does not wake at all; with many,
+ * every tick usually has something due, as before.
  */
+#include <stdint.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -21,21 +32,36 @@ wheel_now_ms(void)
 static void
 wheel_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
+	(void)fd;
+	(void)what;
 	wheel_run(arg);
+}
+
+/* Arms the timer to fire when tick begins (now_ms: the current time). */
+static void
+wheel_schedule(struct wheel *w, uint64_t tick, uint64_t now_ms)
+{
+	uint64_t at = w->start_ms + tick * WHEEL_TICK_MS;
+	uint64_t ms = at > now_ms ? at - now_ms : 0;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	if (event_add(w->ev, &tv) != 0)
+		log_panic("event_add(wheel timer) failed");
+	w->timer_tick = tick;
 }
 
 void
 wheel_init(struct wheel *w, struct event_base *base)
 {
-	struct timeval tv = { 0, WHEEL_TICK_MS * 1000 };
-
 	for (int i = 0; i < WHEEL_SLOTS; i++)
 		w->slots[i].next = w->slots[i].prev = &w->slots[i];
 	w->start_ms = wheel_now_ms();
 	w->now = 0;
-	w->ev = event_new(base, -1, EV_PERSIST, wheel_timer_cb, w);
-	if (w->ev == NULL || event_add(w->ev, &tv) != 0)
-		log_fatal("event_add(wheel timer) failed");
+	w->timer_tick = UINT64_MAX;
+	w->in_run = 0;
+	w->ev = evtimer_new(base, wheel_timer_cb, w);
+	if (w->ev == NULL)
+		log_fatal("evtimer_new(wheel timer) failed");
 }
 
 void
@@ -67,17 +93,21 @@ wheel_disarm(struct wheel_node *n)
 void
 wheel_arm(struct wheel *w, struct wheel_node *n, int64_t delay_ms)
 {
-	uint64_t ticks, elapsed = wheel_now_ms() - w->start_ms;
+	uint64_t now_ms = wheel_now_ms();
+	uint64_t elapsed = now_ms - w->start_ms;
 	struct wheel_node *head;
 
 	wheel_disarm(n);
 	if (delay_ms < 0)
 		delay_ms = 0;
-	ticks = (uint64_t)(delay_ms + WHEEL_TICK_MS - 1) / WHEEL_TICK_MS;
-	if (ticks == 0)
-		ticks = 1;
-	/* Deadlines count from real time, not from the last processed tick. */
-	n->due = elapsed / WHEEL_TICK_MS + ticks;
+	/*
+	 * Deadlines count from real time, not from the last processed tick:
+	 * the first tick that begins at or after elapsed + delay_ms (+1 for
+	 * the milliseconds wheel_now_ms() truncated), so it never fires early
+	 * and at most a tick (+1 ms) late.
+	 */
+	n->due = (elapsed + (uint64_t)delay_ms + 1 + WHEEL_TICK_MS - 1) /
+		 WHEEL_TICK_MS;
 	if (n->due <= w->now)
 		n->due = w->now + 1;
 	head = &w->slots[n->due % WHEEL_SLOTS];
@@ -85,13 +115,19 @@ wheel_arm(struct wheel *w, struct wheel_node *n, int64_t delay_ms)
 	n->prev = head->prev;
 	head->prev->next = n;
 	head->prev = n;
+	/* wheel_run() re-arms the timer itself when it is done. */
+	if (!w->in_run && n->due < w->timer_tick)
+		wheel_schedule(w, n->due, now_ms);
 }
 
 void
 wheel_run(struct wheel *w)
 {
-	uint64_t target = (wheel_now_ms() - w->start_ms) / WHEEL_TICK_MS;
+	uint64_t now_ms = wheel_now_ms();
+	uint64_t target = (now_ms - w->start_ms) / WHEEL_TICK_MS;
+	uint64_t t;
 
+	w->in_run = 1;
 	while (w->now < target) {
 		struct wheel_node *head, *n, *next;
 
@@ -110,4 +146,17 @@ wheel_run(struct wheel *w)
 				next = head->next;
 		}
 	}
+	w->in_run = 0;
+
+	/* The next tick with a non-empty slot, if any. */
+	w->timer_tick = UINT64_MAX;
+	for (t = w->now + 1; t <= w->now + WHEEL_SLOTS; t++) {
+		const struct wheel_node *head = &w->slots[t % WHEEL_SLOTS];
+
+		if (head->next != head) {
+			wheel_schedule(w, t, now_ms);
+			return;
+		}
+	}
+	event_del(w->ev);
 }
