@@ -44,7 +44,17 @@ AM_TESTS_ENVIRONMENT = \
 	TOP_SRCDIR=$(abs_top_srcdir); export TOP_SRCDIR; \
 	TOP_BUILDDIR=$(abs_top_builddir); export TOP_BUILDDIR;
 
-EXTRA_DIST += test/integration test/unit/README
+EXTRA_DIST += test/unit/README
+
+# The integration suite is distributed file by file from the source tree: a
+# build tree has a test/integration of its own (logs, npm modules) that must
+# not end up in the tarball.
+dist-hook:
+	$(MKDIR_P) $(distdir)/test/integration/lib
+	cp -p $(srcdir)/test/integration/*.js $(srcdir)/test/integration/*.json \
+	    $(srcdir)/test/integration/run.sh $(srcdir)/test/integration/README.md \
+	    $(distdir)/test/integration/
+	cp -p $(srcdir)/test/integration/lib/*.js $(distdir)/test/integration/lib/
 
 # npm dependencies of the integration tests live in the build tree.
 clean-local:
