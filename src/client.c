@@ -220,19 +220,30 @@ client_reconfigure(const struct config *cfg, struct buf *err)
 	return 0;
 }
 
-static void
-client_new_id(char *out)
+/* n random bytes from the worker's pool (refilled with one getrandom()
+ * for many connections, not one syscall each). */
+static unsigned char *
+client_random(size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char *r;
 
-	if (g.rnd_left < 16) {
+	ASSERT(n <= sizeof(g.rnd));
+	if (g.rnd_left < n) {
 		if (getrandom(g.rnd, sizeof(g.rnd), 0) != (ssize_t)sizeof(g.rnd))
 			log_panic("getrandom failed");
 		g.rnd_left = sizeof(g.rnd);
 	}
 	r = g.rnd + sizeof(g.rnd) - g.rnd_left;
-	g.rnd_left -= 16;
+	g.rnd_left -= n;
+	return r;
+}
+
+static void
+client_new_id(char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char *r = client_random(16);
+
 	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);    /* version 4 */
 	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);    /* variant 10 */
 	for (int i = 0, o = 0; i < 16; i++) {
@@ -251,8 +262,7 @@ client_rand_below(uint64_t n)
 
 	if (n == 0)
 		return 0;
-	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = (uint64_t)random();
+	memcpy(&v, client_random(sizeof(v)), sizeof(v));
 	return v % n;
 }
 
@@ -1487,6 +1497,12 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	if ((o = client_chan_opts(c, cmd->id, req->channel)) == NULL)
 		return;
 	if (!client_regex_ok(o, req->channel)) {
+		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
+		return;
+	}
+	if (req->has_tf && !o->allow_tags_filter) {
+		/* Tags filters are not served; a namespace without
+		 * allow_tags_filter refuses them as upstream does (§4.5.2). */
 		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
 		return;
 	}

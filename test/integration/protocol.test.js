@@ -131,6 +131,14 @@ describe('protocol: connect and commands', () => {
     assert.equal(c.pending.filter((m) => m.push && m.push.channel === 'news').length, 0);
   });
 
+  h.test('tags filter where the namespace does not allow it: error 107', async (t, srv) => {
+    const c = await open(srv.wsUrl, { connect: true });
+    const r = await c.command({ subscribe: { channel: 'chat:tf', tf: { key: 'k', cmp: 'eq', val: 'v' } } });
+    assert.deepEqual(r.error, { code: 107, message: 'bad request' });
+    // a plain subscribe to the same channel still works
+    assert.ok((await c.subscribe('chat:tf')).subscribe);
+  });
+
   h.test('subscribe twice: error 105', async (t, srv) => {
     const c = await open(srv.wsUrl, { connect: true });
     assert.ok((await c.subscribe('chat:twice')).subscribe);
