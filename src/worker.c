@@ -59,7 +59,7 @@ struct worker {
 	struct loop *internal;        /* http_server.internal_port, or NULL */
 	struct hub *hub;
 	struct wheel wheel;
-	struct event *wake_ev, *retry_ev, *drain_ev, *sig_ev[2];
+	struct event *wake_ev, *retry_ev, *drain_ev, *deadline_ev, *sig_ev[2];
 	struct ring_cursor fanout_cursor, reply_cursor;
 	struct htab pending;          /* req id (8 bytes) -> struct pending */
 	uint64_t next_id;
@@ -271,19 +271,28 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 	worker_drain();
 }
 
+/* While stopping: every 50 ms, done once no connection is left. */
 static void
 worker_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if (loop_conn_count(worker.loop) == 0 || what == EV_TIMEOUT) {
+	if (loop_conn_count(worker.loop) == 0)
 		event_base_loopbreak(worker.base);
-		return;
-	}
+}
+
+/* While stopping: the drain took WORKER_DRAIN_MS; stop anyway. */
+static void
+worker_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_warn("%zu connections still open after %d ms: closing them",
+	    loop_conn_count(worker.loop), WORKER_DRAIN_MS);
+	event_base_loopbreak(worker.base);
 }
 
 static void
 worker_stop(void)
 {
 	struct timeval tick = { 0, 50 * 1000 };
+	struct timeval tv = { WORKER_DRAIN_MS / 1000, (WORKER_DRAIN_MS % 1000) * 1000 };
 
 	if (worker.stopping)
 		return;
@@ -295,12 +304,10 @@ worker_stop(void)
 	client_close_all(3001, "shutdown");
 	/* Poll until every client took its close frame, at most WORKER_DRAIN_MS. */
 	worker.drain_ev = event_new(worker.base, -1, EV_PERSIST, worker_drain_cb, NULL);
-	event_add(worker.drain_ev, &tick);
-	{
-		struct event *deadline = evtimer_new(worker.base, worker_drain_cb, NULL);
-		struct timeval tv = { WORKER_DRAIN_MS / 1000, (WORKER_DRAIN_MS % 1000) * 1000 };
-		event_add(deadline, &tv);
-	}
+	worker.deadline_ev = evtimer_new(worker.base, worker_deadline_cb, NULL);
+	if (worker.drain_ev == NULL || worker.deadline_ev == NULL ||
+	    event_add(worker.drain_ev, &tick) != 0 || event_add(worker.deadline_ev, &tv) != 0)
+		event_base_loopbreak(worker.base);
 }
 
 static void
@@ -450,6 +457,10 @@ worker_main(void)
 	ipc_child_unwatch();
 	loop_free(worker.loop);
 	loop_free(worker.internal);
+	if (worker.drain_ev)
+		event_free(worker.drain_ev);
+	if (worker.deadline_ev)
+		event_free(worker.deadline_ev);
 	hub_free(worker.hub);
 	wheel_free(&worker.wheel);
 	htab_free(&worker.pending);
