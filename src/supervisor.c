@@ -822,16 +822,27 @@ sup_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Starts the graceful stop; a second request kills what is left. */
+/* Starts the graceful stop; a second request kills what is left.  A
+ * request within a second of the first is the same one delivered twice
+ * (timeout(1) and terminals signal the whole process group too) and is
+ * ignored. */
 static void
 sup_stop(const char *why)
 {
+	static struct timespec first;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (sup.phase != SUP_RUNNING) {
+		long ms = (now.tv_sec - first.tv_sec) * 1000 + (now.tv_nsec - first.tv_nsec) / 1000000;
+		if (ms < 1000)
+			return;
 		log_warn("%s while %s: killing the remaining children", why,
 		    sup_phase_names[sup.phase]);
 		sup_kill_all(SIGKILL);
 		return;
 	}
+	first = now;
 	log_info("%s: stopping", why);
 	(void)sdnotify_send("STOPPING=1");
 	sup.phase = SUP_STOP_WORKERS;
