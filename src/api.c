@@ -481,8 +481,6 @@ api_publish_field(struct api_publish_req *p, const struct json_val *k, const str
 static uint32_t
 api_payload(const struct api_publish_req *p, const struct chan_opts *o, struct msg_str *out)
 {
-	const char *fmt = o->publication_data_format;
-
 	if (p->has_b64 < 0)
 		return API_ERR_BAD_REQUEST;
 	if (p->has_b64) {
@@ -492,18 +490,7 @@ api_payload(const struct api_publish_req *p, const struct chan_opts *o, struct m
 	} else {
 		*out = (struct msg_str){ "", 0 };
 	}
-	if (strcmp(fmt, "binary") == 0)
-		return 0;
-	if (out->len == 0)
-		return API_ERR_BAD_REQUEST;
-	if (strcmp(fmt, "json") == 0 && json_validate(out->p, out->len, NULL) != 0)
-		return API_ERR_BAD_REQUEST;
-	if (strcmp(fmt, "json_object") == 0) {
-		struct json_val v;
-		if (json_parse(out->p, out->len, &v, NULL) != 0 || v.type != JSON_OBJECT)
-			return API_ERR_BAD_REQUEST;
-	}
-	return 0;
+	return codec_data_ok(o, out->p, out->len) ? 0 : API_ERR_BAD_REQUEST;
 }
 
 /* Adds (and sends) one publication of job; errors found here are final. */

@@ -1802,24 +1802,6 @@ client_publish_done(void *arg, const struct msg *reply)
 	free(p);
 }
 
-/* Does data pass the namespace's publication_data_format check? */
-static int
-client_data_ok(const struct chan_opts *o, struct proto_span data)
-{
-	const char *fmt = o->publication_data_format;
-	struct json_val v;
-
-	if (strcmp(fmt, "binary") == 0)
-		return 1;
-	if (data.len == 0)
-		return 0;
-	if (strcmp(fmt, "json") == 0)
-		return json_parse(data.p, data.len, NULL, NULL) == 0;
-	if (strcmp(fmt, "json_object") == 0)
-		return json_parse(data.p, data.len, &v, NULL) == 0 && v.type == JSON_OBJECT;
-	return 1;
-}
-
 static void
 client_handle_publish(struct client *c, const struct proto_cmd *cmd)
 {
@@ -1836,7 +1818,7 @@ client_handle_publish(struct client *c, const struct proto_cmd *cmd)
 		client_reply_error(c, cmd->id, PROTO_ERR_PERMISSION_DENIED);
 		return;
 	}
-	if (!client_data_ok(o, req->data)) {
+	if (!codec_data_ok(o, req->data.p, req->data.len)) {
 		client_reply_error(c, cmd->id, PROTO_ERR_BAD_REQUEST);
 		return;
 	}

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "codec.h"
+#include "config.h"
+#include "json.h"
 #include "msg.h"
 #include "proto.h"
 #include "proto_pb.h"
@@ -86,5 +88,22 @@ codec_presence_next(const struct msg *m, size_t *pos, struct proto_client_info *
 	ci->client = (struct proto_span){ f[1].p, f[1].len };
 	ci->conn_info = (struct proto_span){ f[2].p, f[2].len };
 	ci->chan_info = (struct proto_span){ f[3].p, f[3].len };
+	return 1;
+}
+
+int
+codec_data_ok(const struct chan_opts *o, const char *p, size_t len)
+{
+	const char *fmt = o->publication_data_format;
+	struct json_val v;
+
+	if (strcmp(fmt, "binary") == 0)
+		return 1;
+	if (len == 0)
+		return 0;
+	if (strcmp(fmt, "json") == 0)
+		return json_parse(p, len, NULL, NULL) == 0;
+	if (strcmp(fmt, "json_object") == 0)
+		return json_parse(p, len, &v, NULL) == 0 && v.type == JSON_OBJECT;
 	return 1;
 }

@@ -39,7 +39,13 @@ struct codec {
 
 extern const struct codec codecs[CODEC_COUNT];
 
+struct chan_opts;
 struct msg;
+
+/* Does a publication payload pass the namespace's publication_data_format
+ * ("" = not empty, json, json_object, binary = anything)?  1 / 0.  Shared
+ * by client publishes and the server API. */
+int codec_data_ok(const struct chan_opts *o, const char *p, size_t len);
 
 /* The publication of a MSG_PUB record m, as encoder input: spans point
  * into m, tags (room for MSG_MAX_TAGS) receives its tags.  The epoch is set
