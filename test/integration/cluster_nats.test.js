@@ -1,0 +1,181 @@
+'use strict';
+// Two nodes of ours (A and B) with the NATS broker (broker.type = "nats",
+// memory engine) on a real nats-server started by this file: cross-node
+// delivery both ways (API and client publishes, SDK), `info` listing both
+// nodes, server API disconnect via B reaching the user on A, history
+// answering 108 (the NATS broker keeps none), and nats-server killed and
+// restarted: publish errors (100) while it is down, clients stay connected,
+// delivery comes back. Skipped only when nats-server is not installed.
+
+const assert = require('node:assert/strict');
+const { describe, before, after, afterEach } = require('node:test');
+
+const { assertHealthy } = require('./lib/harness');
+const { subscribeSdk, waitPub } = require('./lib/sdk');
+const { sleep, pollUntil } = require('./lib/util');
+const {
+  natsSkip, startNats, uniquePrefix, startNodes, clusterTest,
+  apiOk, rawOn, sdkOn, closeAll, rawPub, infoOf, waitNodes,
+} = require('./lib/services');
+
+const OPEN = { allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true };
+const CHANNELS = {
+  without_namespace: { ...OPEN },
+  namespaces: [
+    { name: 'chat', ...OPEN, allow_publish_for_client: true, allow_publish_for_anonymous: true },
+    { name: 'hist', ...OPEN, history_size: 10, history_ttl: '300s', allow_history_for_client: true },
+  ],
+};
+
+function natsConfig(url, prefix) {
+  return {
+    broker: { enabled: true, type: 'nats', nats: { url, prefix } },
+    channel: CHANNELS,
+  };
+}
+
+let seq = 0;
+const uniq = (ns) => `${ns}:n${++seq}-${Math.random().toString(36).slice(2, 7)}`;
+const errOf = (j) => j && j.error && { code: j.error.code, message: j.error.message };
+
+describe('NATS broker: two nodes', { skip: natsSkip }, () => {
+  const ctx = {};
+  before(async () => {
+    ctx.services = [await startNats()];
+    ctx.prefix = uniquePrefix('cfit-nats');
+    ctx.nodes = await startNodes(['A', 'B'], () => natsConfig(ctx.services[0].url, ctx.prefix));
+  }, { timeout: 60000 });
+  after(async () => {
+    for (const n of ctx.nodes || []) await n.stop();
+    for (const s of ctx.services || []) await s.dispose();
+  }, { timeout: 60000 });
+  const open = [];
+  afterEach(() => closeAll(open));
+  const T = (name, fn, opts) => clusterTest(ctx, name, fn, opts);
+
+  T('cross-node delivery both ways: API publish on B and on A, client publish on A', async () => {
+    const [A, B] = ctx.nodes;
+    const ch = uniq('chat');
+    const ca = await sdkOn(A, 'na', open);
+    const cb = await sdkOn(B, 'nb', open);
+    const sa = await subscribeSdk(ca, ch);
+    const sb = await subscribeSdk(cb, ch);
+
+    assert.deepEqual(await apiOk(B, 'publish', { channel: ch, data: { n: 1, from: 'B' } }), {});
+    for (const s of [sa, sb]) assert.deepEqual((await waitPub(s, (p) => p.data.n === 1)).data, { n: 1, from: 'B' });
+    assert.deepEqual(await apiOk(A, 'publish', { channel: ch, data: { n: 2, from: 'A' } }), {});
+    for (const s of [sa, sb]) assert.deepEqual((await waitPub(s, (p) => p.data.n === 2)).data, { n: 2, from: 'A' });
+
+    await sa.publish({ n: 3, from: 'client on A' });
+    const got = await waitPub(sb, (p) => p.data.n === 3);
+    assert.deepEqual(got.data, { n: 3, from: 'client on A' });
+    assert.ok(got.info, `publisher info crosses nodes: ${JSON.stringify(got)}`);
+    assert.equal(got.info.user, 'na');
+    assert.equal(got.info.client, ca.ctx.client);
+    await waitPub(sa, (p) => p.data.n === 3);
+
+    // A last one from B behind the others: nothing was delivered twice.
+    await apiOk(B, 'publish', { channel: ch, data: { n: 4 } });
+    for (const s of [sa, sb]) {
+      await waitPub(s, (p) => p.data.n === 4);
+      assert.deepEqual(s.pubs.map((p) => p.data.n).sort(), [1, 2, 3, 4], `once each: ${JSON.stringify(s.pubs.map((p) => p.data))}`);
+    }
+  });
+
+  T('info on A and on B lists both nodes with their clients', async (t) => {
+    const [A, B] = ctx.nodes;
+    await rawOn(A, 'ni-a', open);
+    await rawOn(B, 'ni-b1', open);
+    await rawOn(B, 'ni-b2', open);
+    for (const node of [A, B]) {
+      const i = await pollUntil(async () => {
+        const x = await infoOf(node);
+        return x.nodes.length === 2 && x.byName.A && x.byName.B
+          && x.byName.A.num_clients === 1 && x.byName.B.num_clients === 2 ? x : null;
+      }, { timeout: 15000, interval: 250, what: `info on ${node.nodeName}: A with 1 client, B with 2` });
+      t.diagnostic(`info on ${node.nodeName}: ${JSON.stringify(i.nodes)}`);
+      assert.notEqual(i.byName.A.uid, i.byName.B.uid);
+      assert.equal(i.byName.B.num_users, 2);
+    }
+  });
+
+  T('server API disconnect via B reaches the user on A', async () => {
+    const [A, B] = ctx.nodes;
+    const victim = await rawOn(A, 'nd-victim', open);
+    const other = await rawOn(A, 'nd-other', open);
+    const ch = uniq('chat');
+    assert.ok((await other.subscribe(ch)).subscribe);
+    assert.deepEqual(await apiOk(B, 'disconnect', { user: 'nd-victim' }), {});
+    assert.deepEqual(await victim.waitClose(), { code: 3503, reason: 'force disconnect' });
+    await apiOk(B, 'publish', { channel: ch, data: { still: 'here' } });
+    await rawPub(other, ch, (p) => p.data.still === 'here');
+    assert.equal(other.closeInfo, null);
+  });
+
+  T('history API answers 108 "not available": the NATS broker keeps no history', async () => {
+    const [A, B] = ctx.nodes;
+    const ch = uniq('hist');
+    const c = await rawOn(A, 'nh', open);
+    assert.ok((await c.subscribe(ch)).subscribe);
+    assert.deepEqual(await apiOk(B, 'publish', { channel: ch, data: { h: 1 } }), {},
+      'publish into a history namespace still works (no offset: nothing is kept)');
+    const p = await rawPub(c, ch);
+    assert.deepEqual(p.push.pub, { data: { h: 1 } }, 'no offset on a publication that no history holds');
+    for (const node of [A, B]) {
+      const r = await node.api('history', { channel: ch, limit: -1 });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(errOf(r.json), { code: 108, message: 'not available' }, `history on ${node.nodeName}: ${r.text}`);
+    }
+    const r = await c.command({ history: { channel: ch, limit: -1 } });
+    assert.deepEqual(errOf(r), { code: 108, message: 'not available' }, `client history: ${JSON.stringify(r)}`);
+  });
+
+  T('nats-server killed: publish errors (100), clients stay; restarted: delivery works again', async (t) => {
+    const [A, B] = ctx.nodes;
+    const [nats] = ctx.services;
+    const ch = uniq('chat');
+    const ca = await sdkOn(A, 'no-a', open);
+    const cb = await sdkOn(B, 'no-b', open);
+    const sa = await subscribeSdk(ca, ch);
+    const sb = await subscribeSdk(cb, ch);
+    await apiOk(A, 'publish', { channel: ch, data: { n: 0 } });
+    for (const s of [sa, sb]) await waitPub(s, (p) => p.data.n === 0);
+
+    await nats.kill();
+    t.diagnostic('nats-server killed');
+    for (const node of [A, B]) {
+      const r = await node.api('publish', { channel: ch, data: { n: -1 } }, { timeout: 30000 });
+      assert.equal(r.status, 200, `publish on ${node.nodeName}: HTTP ${r.status} ${r.text}`);
+      assert.equal(r.json && r.json.result, undefined, `never a success while NATS is down (${node.nodeName}): ${r.text}`);
+      assert.equal(errOf(r.json) && errOf(r.json).code, 100, `internal error on ${node.nodeName}: ${r.text}`);
+    }
+    await sleep(500);
+    for (const c of [ca, cb]) {
+      assert.equal(c.state, 'connected');
+      assert.deepEqual(c.events.filter(([e]) => e === 'disconnected'), [], 'no disconnect event while NATS is down');
+    }
+
+    await nats.start();
+    t.diagnostic('nats-server restarted on the same port');
+    let k = 0;
+    await pollUntil(async () => {
+      k++;
+      const r = await B.api('publish', { channel: ch, data: { n: k } }, { timeout: 30000 });
+      if (!r.json || r.json.result === undefined) return false;
+      const okA = await waitPub(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
+      const okB = await waitPub(sb, (p) => p.data.n === k, 1500).then(() => true, () => false);
+      return okA && okB;
+    }, { timeout: 40000, interval: 300, what: 'publish on B delivered on A and B after NATS came back' });
+    t.diagnostic(`delivery back after ${k} publish attempt(s)`);
+    await apiOk(A, 'publish', { channel: ch, data: { n: 'final' } });
+    for (const s of [sa, sb]) {
+      await waitPub(s, (p) => p.data.n === 'final');
+      const ns = s.pubs.map((p) => p.data.n);
+      assert.equal(new Set(ns).size, ns.length, `no duplicates: ${JSON.stringify(ns)}`);
+      assert.ok(!ns.includes(-1), `a publish answered with an error was not delivered: ${JSON.stringify(ns)}`);
+    }
+    for (const c of [ca, cb]) assert.deepEqual(c.events.filter(([e]) => e === 'disconnected'), []);
+    await waitNodes(A, ['A', 'B']);
+    for (const n of ctx.nodes) await assertHealthy(n);
+  }, { timeout: 100000 });
+});
