@@ -32,6 +32,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "msg.h"
+#include "node.h"
 #include "proto.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -1041,63 +1042,25 @@ api_channels_done(void *arg, const struct msg *res)
 	api_job_done_one(cmd->job);
 }
 
-/* The node's id: the same in every worker and stable while the
- * supervisor lives (its pid and start time). */
-static void
-api_node_uid(char *out, size_t cap, uint64_t *start_s)
-{
-	char path[64], stat[1024];
-	unsigned long long starttime = 0;
-	pid_t sup = getppid();
-	FILE *f;
-	uint64_t h;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)sup);
-	if ((f = fopen(path, "r")) != NULL) {
-		if (fgets(stat, sizeof(stat), f)) {
-			const char *p = strrchr(stat, ')');
-			/* field 22 (starttime) counted after the command name */
-			for (int field = 2; p && field < 22; field++)
-				p = strchr(p + 1, ' ');
-			if (p)
-				starttime = strtoull(p + 1, NULL, 10);
-		}
-		fclose(f);
-	}
-	h = ((uint64_t)sup * 0x9e3779b97f4a7c15ULL) ^ (starttime * 0x100000001b3ULL);
-	snprintf(out, cap, "%08llx-%04llx-4%03llx-8%03llx-%012llx",
-	    (unsigned long long)(h >> 32), (unsigned long long)(h >> 16 & 0xffff),
-	    (unsigned long long)(h & 0xfff), (unsigned long long)(starttime & 0xfff),
-	    (unsigned long long)((h * 31 + starttime) & 0xffffffffffffULL));
-	*start_s = starttime / (uint64_t)sysconf(_SC_CLK_TCK);
-}
-
 static void
 api_info_done(void *arg, const struct msg *res)
 {
 	struct api_cmd *cmd = arg;
 	struct buf *b = &cmd->result;
-	char uid[64], name[300], host[256];
-	uint64_t start_s = 0, up = 0;
-	struct timespec ts;
+	char name[300];
+	const char *uid;
+	uint64_t up;
+	size_t pos = 0;
+	struct msg_str peer;
 
 	if (res == NULL) {
 		cmd->err = API_ERR_INTERNAL;
 		api_job_done_one(cmd->job);
 		return;
 	}
-	api_node_uid(uid, sizeof(uid), &start_s);
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	if ((uint64_t)ts.tv_sec > start_s)
-		up = (uint64_t)ts.tv_sec - start_s;
-	if (api_cfg->node_name[0]) {
-		snprintf(name, sizeof(name), "%s", api_cfg->node_name);
-	} else {
-		if (gethostname(host, sizeof(host)) != 0)
-			snprintf(host, sizeof(host), "localhost");
-		host[sizeof(host) - 1] = '\0';
-		snprintf(name, sizeof(name), "%s_%lld", host, (long long)api_cfg->http_server_port);
-	}
+	uid = node_uid(NULL);
+	up = node_uptime();
+	node_name(api_cfg, name, sizeof(name));
 	buf_puts(b, "{\"nodes\":[{\"uid\":");
 	json_put_string(b, uid, strlen(uid));
 	buf_puts(b, ",\"name\":");
@@ -1111,7 +1074,13 @@ api_info_done(void *arg, const struct msg *res)
 	buf_puts(b, ",\"server\":{\"name\":\"" PACKAGE_NAME "\",\"version\":\"" PACKAGE_VERSION "\"}");
 	buf_puts(b, ",\"processes\":");
 	metrics_processes_json(b);
-	buf_puts(b, "}]}");
+	buf_putc(b, '}');
+	/* The other nodes of the cluster, as they announced themselves. */
+	while (msg_item_next(res, &pos, &peer) == 1) {
+		buf_putc(b, ',');
+		buf_append(b, peer.p, peer.len);
+	}
+	buf_puts(b, "]}");
 	api_job_done_one(cmd->job);
 }
 

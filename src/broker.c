@@ -1,9 +1,11 @@
 /*
  * broker.c - the broker process.  It drains every worker's request ring,
- * assigns each publication its place in the channel's stream (offset and
- * epoch when the channel keeps history), stores it in the memory engine's
- * history, writes it once into the fan-out ring that every worker reads,
- * and answers on the requesting worker's reply ring.
+ * hands publications, history and presence to the engine (engine.h:
+ * memory, redis or nats), writes what must reach the workers once into
+ * the fan-out ring, and answers on the requesting worker's reply ring.
+ * It also keeps the node's registries: subscribers per channel and
+ * connections per user (per worker, so a dead worker's share can be
+ * dropped), and the presence of the node's own clients.
  *
  * It sleeps on its eventfd only after ring_reader_sleep() confirmed every
  * request ring is empty, so a busy system makes no syscall per message.
@@ -13,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -21,37 +22,21 @@
 
 #include "broker.h"
 #include "buf.h"
+#include "build-config.h"
+#include "config.h"
+#include "engine.h"
 #include "heritage.h"
 #include "htab.h"
 #include "ipc.h"
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
 #include "msg.h"
+#include "node.h"
 #include "ring.h"
 #include "shm.h"
 #include "wheel.h"
 #include "xmalloc.h"
-
-#define EPOCH_LEN 8
-
-/* One retained publication: its encoded PUB record, ready to replay. */
-struct stream_entry {
-	uint64_t offset;
-	uint64_t expires_ms;      /* monotonic ms */
-	struct sbuf *rec;
-};
-
-/*
- * A channel's stream.  Invariant: entries[head .. head+count) (mod cap)
- * hold consecutive offsets ending at top.
- */
-struct stream {
-	char epoch[EPOCH_LEN + 1];
-	uint64_t top;
-	uint64_t meta_expires_ms;
-	struct stream_entry *entries;
-	size_t cap, head, count;
-};
 
 /* One client in a channel's presence. */
 struct presence_entry {
@@ -68,17 +53,16 @@ struct counts {
 	uint32_t per_worker[];
 };
 
-/* The result of a publish with an idempotency key, kept 5 minutes. */
-#define IDEM_TTL_MS (5 * 60 * 1000)
-struct idem_result {
-	uint64_t expires_ms;
-	uint64_t offset;
-	char epoch[EPOCH_LEN + 1];
-};
-
 /* A reply that did not fit in a full reply ring yet. */
 struct pending_reply {
 	struct pending_reply *next;
+	size_t len;
+	char rec[];
+};
+
+/* A request waiting for the engine: a copy of its record. */
+struct broker_op {
+	unsigned worker;
 	size_t len;
 	char rec[];
 };
@@ -87,11 +71,10 @@ struct broker {
 	struct event_base *base;
 	struct event *wake_ev;
 	struct event *retry_ev;
-	struct htab streams;
+	const struct engine *engine;
 	struct htab presence;                 /* channel -> htab of client -> entry */
 	struct htab interest;                 /* channel -> struct counts: subscribers */
 	struct htab users;                    /* user -> struct counts: connections */
-	struct htab idem;                     /* channel NUL key -> struct idem_result */
 	uint64_t nclients, nsubs;
 	struct event *check_ev;
 	pid_t *worker_pids;                   /* last pid seen alive per worker */
@@ -104,90 +87,6 @@ struct broker {
 };
 
 static struct broker broker;
-
-static void
-broker_new_epoch(char *epoch)
-{
-	static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-	unsigned char rnd[EPOCH_LEN];
-
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		for (int i = 0; i < EPOCH_LEN; i++)
-			rnd[i] = (unsigned char)random();
-	for (int i = 0; i < EPOCH_LEN; i++)
-		epoch[i] = letters[rnd[i] % (sizeof(letters) - 1)];
-	epoch[EPOCH_LEN] = '\0';
-}
-
-static void
-stream_free(struct stream *s)
-{
-	for (size_t i = 0; i < s->count; i++)
-		sbuf_unref(s->entries[(s->head + i) % s->cap].rec);
-	free(s->entries);
-	free(s);
-}
-
-static void
-stream_trim(struct stream *s, uint64_t now)
-{
-	while (s->count && s->entries[s->head].expires_ms <= now) {
-		sbuf_unref(s->entries[s->head].rec);
-		s->head = (s->head + 1) % s->cap;
-		s->count--;
-	}
-}
-
-/* Finds or creates the stream of a channel; a stream whose meta expired
- * starts over with a new epoch. */
-static struct stream *
-broker_stream(const struct msg_str *channel, uint64_t now)
-{
-	struct stream *s = htab_get(&broker.streams, channel->p, channel->len);
-
-	if (s && s->meta_expires_ms && s->meta_expires_ms <= now) {
-		htab_del(&broker.streams, channel->p, channel->len);
-		stream_free(s);
-		s = NULL;
-	}
-	if (s == NULL) {
-		s = xcalloc(1, sizeof(*s));
-		broker_new_epoch(s->epoch);
-		htab_put(&broker.streams, channel->p, channel->len, s);
-	}
-	return s;
-}
-
-static void
-stream_append(struct stream *s, size_t size, uint64_t expires, struct sbuf *rec)
-{
-	if (s->cap != size) {
-		/* history_size changed (or first use): rebuild keeping the newest. */
-		struct stream_entry *e = xcalloc(size, sizeof(*e));
-		size_t keep = s->count < size ? s->count : size;
-		for (size_t i = 0; i < s->count; i++) {
-			struct stream_entry *old = &s->entries[(s->head + i) % s->cap];
-			if (i < s->count - keep)
-				sbuf_unref(old->rec);
-			else
-				e[i - (s->count - keep)] = *old;
-		}
-		free(s->entries);
-		s->entries = e;
-		s->cap = size;
-		s->head = 0;
-		s->count = keep;
-	}
-	if (s->count == s->cap) {
-		sbuf_unref(s->entries[s->head].rec);
-		s->head = (s->head + 1) % s->cap;
-		s->count--;
-	}
-	s->entries[(s->head + s->count) % s->cap] = (struct stream_entry){
-		.offset = s->top, .expires_ms = expires, .rec = rec,
-	};
-	s->count++;
-}
 
 static void broker_flush_pending(unsigned w);
 
@@ -219,6 +118,15 @@ broker_reply(unsigned w, const struct buf *rec)
 	}
 }
 
+/* Encodes m and queues it to worker w. */
+static void
+broker_answer(unsigned w, const struct msg *m)
+{
+	buf_reset(&broker.out);
+	msg_encode(m, &broker.out);
+	broker_reply(w, &broker.out);
+}
+
 static void
 broker_flush_pending(unsigned w)
 {
@@ -247,33 +155,92 @@ broker_retry_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* What engines call                                                   */
+
+int
+broker_fanout_raw(const void *rec, size_t len)
+{
+	if (ring_write(shm_fanout(heritage.shm), rec, len) != 0) {
+		log_error("fan-out write failed: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void
+broker_fanout(const struct msg *m)
+{
+	struct buf out = BUF_INIT;
+
+	/* Its own buffer: engines call this while broker.out holds a reply. */
+	msg_encode(m, &out);
+	if (broker_fanout_raw(out.data, out.len) != 0)
+		log_error("a %s record was not delivered", msg_type_name(m->type));
+	buf_free(&out);
+}
+
+void
+broker_publish_done(struct engine_to to, int err, uint64_t offset, const char *epoch)
+{
+	struct msg res = { .type = MSG_PUBLISH_RESULT, .req_id = to.req_id };
+
+	res.error = (uint32_t)err;
+	if (err == 0) {
+		broker.publications++;
+		atomic_fetch_add(&shm_slot(heritage.shm, heritage.nworkers)->messages_sent, 1);
+		res.offset = offset;
+		res.epoch = (struct msg_str){ epoch, (uint32_t)strlen(epoch) };
+	}
+	broker_answer(to.worker, &res);
+}
+
+void
+broker_positions_lost(void)
+{
+	/* A generation above 1 tells workers that positions may be broken:
+	 * positioned subscribers resubscribe and recover. */
+	struct msg lost = { .type = MSG_BROKER_START, .generation = heritage.generation + 1 };
+
+	broker_fanout(&lost);
+}
+
+void
+broker_node_json(struct buf *b)
+{
+	char name[300];
+	const char *uid = node_uid(NULL);
+
+	node_name(heritage.cfg, name, sizeof(name));
+	buf_puts(b, "{\"uid\":");
+	json_put_string(b, uid, strlen(uid));
+	buf_puts(b, ",\"name\":");
+	json_put_string(b, name, strlen(name));
+	buf_puts(b, ",\"version\":\"" CENTRIFUGO_COMPAT_VERSION " OSS\"");
+	buf_printf(b, ",\"num_clients\":%llu,\"num_users\":%zu,\"num_channels\":%zu,"
+	    "\"num_subs\":%llu,\"uptime\":%llu}",
+	    (unsigned long long)broker.nclients, broker.users.count, broker.interest.count,
+	    (unsigned long long)broker.nsubs, (unsigned long long)node_uptime());
+}
+
+static struct broker_op *
+broker_op_new(unsigned w)
+{
+	struct broker_op *op = xmalloc(sizeof(*op) + broker.rec.len);
+
+	op->worker = w;
+	op->len = broker.rec.len;
+	memcpy(op->rec, broker.rec.data, broker.rec.len);
+	return op;
+}
+
+/* ------------------------------------------------------------------ */
+/* Publications and history                                            */
+
 static void
 broker_publish(unsigned w, const struct msg *req)
 {
-	struct msg pub = { .type = MSG_PUB }, res = { .type = MSG_PUBLISH_RESULT };
-	uint64_t now = wheel_now_ms();
-	struct stream *s = NULL;
-	struct buf ikey = BUF_INIT;
-	struct idem_result *idem = NULL;
-
-	if (req->epoch.len) {
-		/* A repeated idempotency key within the window: the first
-		 * result again, nothing published (server-api.md §5.1). */
-		buf_append(&ikey, req->channel.p, req->channel.len);
-		buf_putc(&ikey, '\0');
-		buf_append(&ikey, req->epoch.p, req->epoch.len);
-		idem = htab_get(&broker.idem, ikey.data, ikey.len);
-		if (idem && idem->expires_ms > now) {
-			res.req_id = req->req_id;
-			res.offset = idem->offset;
-			res.epoch = (struct msg_str){ idem->epoch, (uint32_t)strlen(idem->epoch) };
-			buf_free(&ikey);
-			buf_reset(&broker.out);
-			msg_encode(&res, &broker.out);
-			broker_reply(w, &broker.out);
-			return;
-		}
-	}
+	struct msg pub = { .type = MSG_PUB };
 
 	pub.channel = req->channel;
 	pub.data = req->data;
@@ -285,129 +252,77 @@ broker_publish(unsigned w, const struct msg *req)
 	pub.chan_info = req->chan_info;
 	pub.ntags = req->ntags;
 	memcpy(pub.tags, req->tags, sizeof(pub.tags[0]) * 2 * req->ntags);
-	if (req->history_size > 0 && req->history_ttl_ms > 0) {
-		s = broker_stream(&req->channel, now);
-		stream_trim(s, now);
-		s->top++;
-		pub.offset = s->top;
-		pub.epoch.p = s->epoch;
-		pub.epoch.len = EPOCH_LEN;
-		if (req->history_meta_ttl_ms > 0)
-			s->meta_expires_ms = now + (uint64_t)req->history_meta_ttl_ms;
-	}
-	buf_reset(&broker.out);
-	msg_encode(&pub, &broker.out);
-	if (ring_write(shm_fanout(heritage.shm), broker.out.data, broker.out.len) != 0) {
-		log_error("fan-out write for channel %.*s failed: %s",
-		    (int)req->channel.len, req->channel.p, strerror(errno));
-		res.error = 100;
-	} else {
-		broker.publications++;
-		atomic_fetch_add(&shm_slot(heritage.shm, heritage.nworkers)->messages_sent, 1);
-		if (s)
-			stream_append(s, (size_t)req->history_size,
-			    now + (uint64_t)req->history_ttl_ms,
-			    sbuf_new(broker.out.data, broker.out.len));
-	}
-	res.req_id = req->req_id;
-	if (res.error == 0) {
-		res.offset = pub.offset;
-		res.epoch = pub.epoch;
-		if (ikey.len) {
-			if (idem == NULL) {
-				idem = xcalloc(1, sizeof(*idem));
-				htab_put(&broker.idem, ikey.data, ikey.len, idem);
-			}
-			idem->expires_ms = now + IDEM_TTL_MS;
-			idem->offset = pub.offset;
-			memcpy(idem->epoch, pub.epoch.p ? pub.epoch.p : "", pub.epoch.len);
-			idem->epoch[pub.epoch.len] = '\0';
-		}
-	}
-	buf_free(&ikey);
-	buf_reset(&broker.out);
-	msg_encode(&res, &broker.out);
-	broker_reply(w, &broker.out);
+	broker.engine->publish(&pub, req, (struct engine_to){ w, req->req_id });
 }
 
-/* ------------------------------------------------------------------ */
-/* Streams: reads                                                      */
-
-/*
- * Collects up to limit (< 0: no limit) publications of s: ascending after
- * `since` (or from the oldest), or with reverse descending before `since`
- * (or from the newest).  items get pointers into the stored records.
- */
-static uint32_t
-stream_read(struct stream *s, int has_since, uint64_t since, int reverse,
-    int64_t limit, struct msg_str **items, uint32_t *cap)
+static void
+broker_history_done(void *arg, int err, uint64_t top, const char *epoch,
+    const struct msg_str *items, uint32_t n)
 {
-	uint32_t n = 0;
+	struct broker_op *op = arg;
+	struct msg req, res = { .type = MSG_HISTORY_RESULT };
 
-	if (limit == 0 || s->count == 0)
-		return 0;
-	for (size_t k = 0; k < s->count; k++) {
-		size_t i = reverse ? s->count - 1 - k : k;
-		struct stream_entry *e = &s->entries[(s->head + i) % s->cap];
-		if (has_since && (reverse ? e->offset >= since : e->offset <= since))
-			continue;
-		if (n == *cap) {
-			*cap = *cap ? *cap * 2 : 64;
-			*items = xrealloc(*items, *cap * sizeof(**items));
-		}
-		(*items)[n++] = (struct msg_str){ e->rec->data, e->rec->len };
-		if (limit > 0 && n == (uint64_t)limit)
-			break;
+	if (msg_decode(op->rec, op->len, &req) != 0) {
+		free(op);
+		return;
 	}
-	return n;
+	res.req_id = req.req_id;
+	if (err) {
+		res.error = (uint32_t)err;
+	} else if ((req.flags & MSG_F_SINCE) && req.epoch.len &&
+	    (req.epoch.len != strlen(epoch) || memcmp(req.epoch.p, epoch, req.epoch.len) != 0)) {
+		res.error = 112;
+	} else {
+		res.offset = top;
+		res.epoch = (struct msg_str){ epoch, (uint32_t)strlen(epoch) };
+		res.items = items;
+		res.nitems = n;
+	}
+	broker_answer(op->worker, &res);
+	free(op);
 }
-
-static struct msg_str *broker_items;
-static uint32_t broker_items_cap;
 
 static void
 broker_history(unsigned w, const struct msg *req)
 {
-	struct msg res = { .type = MSG_HISTORY_RESULT, .req_id = req->req_id };
-	uint64_t now = wheel_now_ms();
-	struct stream *s;
+	struct engine_read r = {
+		.has_since = (req->flags & MSG_F_SINCE) != 0,
+		.reverse = (req->flags & MSG_F_REVERSE) != 0,
+		.since = req->since,
+		.limit = req->limit,
+		.meta_ttl_ms = req->history_meta_ttl_ms,
+	};
 
 	if (req->history_size <= 0 || req->history_ttl_ms <= 0) {
-		res.error = 108;
-		goto out;
+		struct msg res = { .type = MSG_HISTORY_RESULT, .req_id = req->req_id, .error = 108 };
+		broker_answer(w, &res);
+		return;
 	}
-	s = broker_stream(&req->channel, now);
-	stream_trim(s, now);
-	if (req->history_meta_ttl_ms > 0)
-		s->meta_expires_ms = now + (uint64_t)req->history_meta_ttl_ms;
-	if ((req->flags & MSG_F_SINCE) && req->epoch.len &&
-	    (req->epoch.len != EPOCH_LEN || memcmp(req->epoch.p, s->epoch, EPOCH_LEN) != 0)) {
-		res.error = 112;
-		goto out;
+	broker.engine->read(&req->channel, &r, broker_history_done, broker_op_new(w));
+}
+
+static void
+broker_removed(void *arg, int err)
+{
+	struct broker_op *op = arg;
+	struct msg req, res = { .type = MSG_HISTORY_RESULT };
+
+	if (msg_decode(op->rec, op->len, &req) == 0) {
+		res.req_id = req.req_id;
+		res.error = (uint32_t)err;
+		broker_answer(op->worker, &res);
 	}
-	res.offset = s->top;
-	res.epoch = (struct msg_str){ s->epoch, EPOCH_LEN };
-	res.nitems = stream_read(s, (req->flags & MSG_F_SINCE) != 0, req->since,
-	    (req->flags & MSG_F_REVERSE) != 0, req->limit, &broker_items, &broker_items_cap);
-	res.items = broker_items;
-out:
-	buf_reset(&broker.out);
-	msg_encode(&res, &broker.out);
-	broker_reply(w, &broker.out);
+	free(op);
+}
+
+static void
+broker_history_remove(unsigned w, const struct msg *req)
+{
+	broker.engine->history_remove(&req->channel, broker_removed, broker_op_new(w));
 }
 
 /* ------------------------------------------------------------------ */
 /* Presence and join/leave                                             */
-
-static void
-broker_fanout(const struct msg *m)
-{
-	buf_reset(&broker.out);
-	msg_encode(m, &broker.out);
-	if (ring_write(shm_fanout(heritage.shm), broker.out.data, broker.out.len) != 0)
-		log_error("fan-out write of a %s record failed: %s", msg_type_name(m->type),
-		    strerror(errno));
-}
 
 static void
 presence_entry_free(struct presence_entry *e)
@@ -425,19 +340,15 @@ broker_dup(struct msg_str s, uint32_t *len)
 	return xmemdup(s.p ? s.p : "", s.len + 1);
 }
 
-static void
-broker_join_leave(enum msg_type type, const char *channel, size_t len,
-    const char *client, size_t client_len, const struct presence_entry *e)
+static struct engine_presence
+broker_presence_view(const struct presence_entry *e, const char *client, size_t client_len)
 {
-	struct msg m = { .type = type };
-
-	m.channel = (struct msg_str){ channel, (uint32_t)len };
-	m.has_info = 1;
-	m.user = (struct msg_str){ e->user, e->user_len };
-	m.client = (struct msg_str){ client, (uint32_t)client_len };
-	m.conn_info = (struct msg_str){ e->conn_info, e->conn_info_len };
-	m.chan_info = (struct msg_str){ e->chan_info, e->chan_info_len };
-	broker_fanout(&m);
+	return (struct engine_presence){
+		.user = { e->user, e->user_len },
+		.client = { client, (uint32_t)client_len },
+		.conn_info = { e->conn_info, e->conn_info_len },
+		.chan_info = { e->chan_info, e->chan_info_len },
+	};
 }
 
 static void
@@ -445,6 +356,7 @@ broker_presence_add(unsigned w, const struct msg *req)
 {
 	struct htab *clients = htab_get(&broker.presence, req->channel.p, req->channel.len);
 	struct presence_entry *e, *old;
+	struct engine_presence view;
 
 	if (clients == NULL) {
 		clients = xmalloc(sizeof(*clients));
@@ -461,6 +373,8 @@ broker_presence_add(unsigned w, const struct msg *req)
 	htab_put(clients, req->client.p, req->client.len, e);
 	if (old)
 		presence_entry_free(old);
+	view = broker_presence_view(e, req->client.p, req->client.len);
+	broker.engine->presence_add(&req->channel, &view);
 }
 
 static void
@@ -469,11 +383,22 @@ broker_presence_remove(const char *channel, size_t len, const char *client, size
 {
 	struct htab *clients = htab_get(&broker.presence, channel, len);
 	struct presence_entry *e;
+	struct msg_str ch = { channel, (uint32_t)len };
+	struct engine_presence view;
 
 	if (clients == NULL || (e = htab_del(clients, client, client_len)) == NULL)
 		return;
-	if (leave && e->join_leave)
-		broker_join_leave(MSG_LEAVE, channel, len, client, client_len, e);
+	view = broker_presence_view(e, client, client_len);
+	broker.engine->presence_remove(&ch, &view);
+	if (leave && e->join_leave) {
+		struct msg m = { .type = MSG_LEAVE, .has_info = 1 };
+		m.channel = ch;
+		m.user = view.user;
+		m.client = view.client;
+		m.conn_info = view.conn_info;
+		m.chan_info = view.chan_info;
+		broker.engine->broadcast(&m);
+	}
 	presence_entry_free(e);
 	if (clients->count == 0) {
 		htab_del(&broker.presence, channel, len);
@@ -482,7 +407,45 @@ broker_presence_remove(const char *channel, size_t len, const char *client, size
 	}
 }
 
-static void counts_forget(struct htab *t, unsigned w, uint64_t *sum);
+uint32_t
+broker_local_presence(const struct msg_str *channel, struct msg_str **items)
+{
+	struct htab *clients = htab_get(&broker.presence, channel->p, channel->len);
+	size_t it;
+	struct htab_entry *pe;
+	uint32_t n = 0;
+
+	*items = NULL;
+	if (clients == NULL)
+		return 0;
+	*items = xmalloc(4 * clients->count * sizeof(**items));
+	for (pe = htab_first(clients, &it); pe; pe = htab_next(clients, &it, pe)) {
+		struct presence_entry *e = pe->value;
+		(*items)[n++] = (struct msg_str){ e->user, e->user_len };
+		(*items)[n++] = (struct msg_str){ pe->key, pe->klen };
+		(*items)[n++] = (struct msg_str){ e->conn_info, e->conn_info_len };
+		(*items)[n++] = (struct msg_str){ e->chan_info, e->chan_info_len };
+	}
+	return n;
+}
+
+void
+broker_each_presence(void (*fn)(const struct msg_str *channel, const struct engine_presence *p))
+{
+	size_t it, it2;
+	struct htab_entry *ce, *pe;
+
+	for (ce = htab_first(&broker.presence, &it); ce; ce = htab_next(&broker.presence, &it, ce)) {
+		struct htab *clients = ce->value;
+		struct msg_str ch = { ce->key, ce->klen };
+		for (pe = htab_first(clients, &it2); pe; pe = htab_next(clients, &it2, pe)) {
+			struct engine_presence view = broker_presence_view(pe->value, pe->key, pe->klen);
+			fn(&ch, &view);
+		}
+	}
+}
+
+static void counts_forget(struct htab *t, unsigned w, uint64_t *sum, int interest);
 
 /* A worker is gone: its clients leave every channel. */
 static void
@@ -519,123 +482,143 @@ broker_forget_worker(unsigned w)
 		broker_presence_remove(c, cl, k, kl, 1);
 	}
 	buf_free(&keys);
-	counts_forget(&broker.interest, w, &broker.nsubs);
-	counts_forget(&broker.users, w, &broker.nclients);
+	counts_forget(&broker.interest, w, &broker.nsubs, 1);
+	counts_forget(&broker.users, w, &broker.nclients, 0);
+}
+
+static void
+broker_presence_done(void *arg, int err, const struct msg_str *items, uint32_t n)
+{
+	struct broker_op *op = arg;
+	struct msg req, res = { .type = MSG_PRESENCE_RESULT };
+
+	if (msg_decode(op->rec, op->len, &req) != 0) {
+		free(op);
+		return;
+	}
+	res.req_id = req.req_id;
+	res.flags = req.flags & MSG_F_STATS;
+	res.error = (uint32_t)err;
+	if (err == 0 && (req.flags & MSG_F_STATS)) {
+		struct htab users;
+		htab_init(&users);
+		for (uint32_t i = 0; i + 3 < n; i += 4)
+			htab_put(&users, items[i].p, items[i].len, NULL);
+		res.num_clients = n / 4;
+		res.num_users = (uint32_t)users.count;
+		htab_free(&users);
+	} else if (err == 0) {
+		res.items = items;
+		res.nitems = n;
+	}
+	broker_answer(op->worker, &res);
+	free(op);
 }
 
 static void
 broker_presence_query(unsigned w, const struct msg *req)
 {
-	struct msg res = { .type = MSG_PRESENCE_RESULT, .req_id = req->req_id };
-	struct htab *clients = htab_get(&broker.presence, req->channel.p, req->channel.len);
-	struct msg_str *items = NULL;
-	size_t it;
-	struct htab_entry *pe;
-	uint32_t n = 0;
-
-	res.flags = req->flags & MSG_F_STATS;
-	if (clients && (req->flags & MSG_F_STATS)) {
-		struct htab users;
-		htab_init(&users);
-		for (pe = htab_first(clients, &it); pe; pe = htab_next(clients, &it, pe)) {
-			struct presence_entry *e = pe->value;
-			htab_put(&users, e->user, e->user_len, e);
-		}
-		res.num_clients = (uint32_t)clients->count;
-		res.num_users = (uint32_t)users.count;
-		htab_free(&users);
-	} else if (clients) {
-		items = xmalloc(4 * clients->count * sizeof(*items));
-		for (pe = htab_first(clients, &it); pe; pe = htab_next(clients, &it, pe)) {
-			struct presence_entry *e = pe->value;
-			items[n++] = (struct msg_str){ e->user, e->user_len };
-			items[n++] = (struct msg_str){ pe->key, pe->klen };
-			items[n++] = (struct msg_str){ e->conn_info, e->conn_info_len };
-			items[n++] = (struct msg_str){ e->chan_info, e->chan_info_len };
-		}
-	}
-	res.items = items;
-	res.nitems = n;
-	buf_reset(&broker.out);
-	msg_encode(&res, &broker.out);
-	broker_reply(w, &broker.out);
-	free(items);
+	broker.engine->presence_get(&req->channel, broker_presence_done, broker_op_new(w));
 }
 
 /* ------------------------------------------------------------------ */
 /* Subscriptions                                                       */
 
+/* Whether epoch (NUL-terminated) is the one of the request. */
+static int
+broker_same_epoch(const struct msg *req, const char *epoch)
+{
+	return req->epoch.len == strlen(epoch) && memcmp(req->epoch.p, epoch, req->epoch.len) == 0;
+}
+
 /*
- * A subscription starting on worker w: presence and join first, then the
- * stream position (and recovered publications).  The result goes through
- * the fan-out ring, so the worker sees it exactly between the publications
- * that precede it and those that follow (protocol.md §4.5.6).
+ * The stream position of a subscription being placed, and what it
+ * recovers.  The result goes through the fan-out ring, so the worker sees
+ * it exactly between the publications that precede it and those that
+ * follow (protocol.md §4.5.6).
  */
+static void
+broker_positioned(void *arg, int err, uint64_t top, const char *epoch,
+    const struct msg_str *items, uint32_t n)
+{
+	struct broker_op *op = arg;
+	struct msg req, res = { .type = MSG_SUB_RESULT };
+
+	if (msg_decode(op->rec, op->len, &req) != 0) {
+		free(op);
+		return;
+	}
+	res.req_id = req.req_id;
+	res.worker = op->worker;
+	if (err) {
+		res.error = (uint32_t)err;
+		goto out;
+	}
+	res.offset = top;
+	res.epoch = (struct msg_str){ epoch, (uint32_t)strlen(epoch) };
+	if ((req.flags & MSG_F_RECOVER) && (req.flags & MSG_F_CACHE)) {
+		/* Cache mode (§4.5.5): only the newest publication matters;
+		 * the read was newest-first, limit 1. */
+		struct msg last;
+		if (req.offset == top && broker_same_epoch(&req, epoch)) {
+			res.flags |= MSG_F_RECOVERED;
+		} else if (n && msg_decode(items[0].p, items[0].len, &last) == 0 &&
+		    last.offset == top) {
+			res.flags |= MSG_F_RECOVERED;
+			res.items = items;
+			res.nitems = 1;
+		}
+	} else if (req.flags & MSG_F_RECOVER) {
+		int same = req.epoch.len == 0 || broker_same_epoch(&req, epoch);
+		struct msg first, last;
+		if (same && n == 0 && top == req.offset)
+			res.flags |= MSG_F_RECOVERED;
+		/* items hold PUB records: recovered only without a gap */
+		if (same && n > 0 && msg_decode(items[0].p, items[0].len, &first) == 0 &&
+		    msg_decode(items[n - 1].p, items[n - 1].len, &last) == 0 &&
+		    first.offset == req.offset + 1 && last.offset == top) {
+			res.flags |= MSG_F_RECOVERED;
+			res.items = items;
+			res.nitems = n;
+		}
+	}
+out:
+	broker_fanout(&res);
+	free(op);
+}
+
 static void
 broker_subscribe(unsigned w, const struct msg *req)
 {
-	struct msg res = { .type = MSG_SUB_RESULT, .req_id = req->req_id, .worker = w };
-	uint64_t now = wheel_now_ms();
-
 	if (req->flags & MSG_F_PRESENCE)
 		broker_presence_add(w, req);
-	if (broker_items_cap == 0) {
-		broker_items_cap = 64;
-		broker_items = xcalloc(broker_items_cap, sizeof(*broker_items));
-	}
-	if ((req->flags & MSG_F_POSITION) && req->history_size > 0 && req->history_ttl_ms > 0) {
-		struct stream *s = broker_stream(&req->channel, now);
-		stream_trim(s, now);
-		if (req->history_meta_ttl_ms > 0)
-			s->meta_expires_ms = now + (uint64_t)req->history_meta_ttl_ms;
-		res.offset = s->top;
-		res.epoch = (struct msg_str){ s->epoch, EPOCH_LEN };
-		if ((req->flags & MSG_F_RECOVER) && (req->flags & MSG_F_CACHE)) {
-			/* Cache mode (§4.5.5): only the newest publication matters. */
-			int at_top = req->offset == s->top &&
-			    req->epoch.len == EPOCH_LEN && memcmp(req->epoch.p, s->epoch, EPOCH_LEN) == 0;
-			if (at_top) {
-				res.flags |= MSG_F_RECOVERED;
-			} else if (s->count) {
-				struct stream_entry *e = &s->entries[(s->head + s->count - 1) % s->cap];
-				if (e->offset == s->top) {
-					res.flags |= MSG_F_RECOVERED;
-					broker_items[0] = (struct msg_str){ e->rec->data, e->rec->len };
-					res.items = broker_items;
-					res.nitems = 1;
-				}
-			}
-		} else if (req->flags & MSG_F_RECOVER) {
-			int same_epoch = req->epoch.len == 0 ||
-			    (req->epoch.len == EPOCH_LEN && memcmp(req->epoch.p, s->epoch, EPOCH_LEN) == 0);
-			uint32_t n = 0;
-			if (same_epoch)
-				n = stream_read(s, 1, req->offset, 0, req->limit > 0 ? req->limit : -1,
-				    &broker_items, &broker_items_cap);
-			if (same_epoch && n == 0 && s->top == req->offset)
-				res.flags |= MSG_F_RECOVERED;
-			if (same_epoch && n > 0) {
-				struct msg first, last;
-				/* items hold PUB records: read their offsets */
-				if (msg_decode(broker_items[0].p, broker_items[0].len, &first) == 0 &&
-				    msg_decode(broker_items[n - 1].p, broker_items[n - 1].len, &last) == 0 &&
-				    first.offset == req->offset + 1 && last.offset == s->top) {
-					res.flags |= MSG_F_RECOVERED;
-					res.items = broker_items;
-					res.nitems = n;
-				}
-			}
-		}
-	}
 	if (req->flags & MSG_F_JOIN_LEAVE) {
 		struct msg j = *req;
 		j.type = MSG_JOIN;
+		j.req_id = 0;
 		j.ntags = 0;
 		j.nitems = 0;
-		broker_fanout(&j);
+		broker.engine->broadcast(&j);
 	}
-	if (req->req_id)        /* 0: nothing waits for an answer */
+	if (req->req_id == 0)          /* nothing waits for an answer */
+		return;
+	if ((req->flags & MSG_F_POSITION) && req->history_size > 0 && req->history_ttl_ms > 0) {
+		struct engine_read r = { .meta_ttl_ms = req->history_meta_ttl_ms, .limit = 0 };
+		if ((req->flags & MSG_F_RECOVER) && (req->flags & MSG_F_CACHE)) {
+			r.reverse = 1;
+			r.limit = 1;
+		} else if (req->flags & MSG_F_RECOVER) {
+			r.has_since = 1;
+			r.since = req->offset;
+			r.limit = req->limit > 0 ? req->limit : -1;
+		}
+		broker.engine->position(&req->channel, &r, broker_positioned, broker_op_new(w));
+		return;
+	}
+	{
+		struct msg res = { .type = MSG_SUB_RESULT, .req_id = req->req_id, .worker = w };
 		broker_fanout(&res);
+	}
 }
 
 static void
@@ -649,7 +632,7 @@ broker_unsubscribe(unsigned w, const struct msg *req)
 		l.type = MSG_LEAVE;
 		l.ntags = 0;
 		l.nitems = 0;
-		broker_fanout(&l);
+		broker.engine->broadcast(&l);
 	}
 }
 
@@ -657,10 +640,12 @@ broker_unsubscribe(unsigned w, const struct msg *req)
 /* Node registries: subscribers per channel, connections per user      */
 
 /* Adds delta to key's count for worker w; returns the new total, and
- * removes the key at zero.  *total_out tracks the registry's sum. */
+ * removes the key at zero.  *sum tracks the registry's sum.  With
+ * interest, the engine hears when the channel gains its first or loses
+ * its last subscriber. */
 static uint64_t
 counts_add(struct htab *t, const char *key, size_t len, unsigned w, int64_t delta,
-    uint64_t *sum)
+    uint64_t *sum, int interest)
 {
 	struct counts *c = htab_get(t, key, len);
 
@@ -669,6 +654,8 @@ counts_add(struct htab *t, const char *key, size_t len, unsigned w, int64_t delt
 			return 0;
 		c = xcalloc(1, sizeof(*c) + heritage.nworkers * sizeof(c->per_worker[0]));
 		htab_put(t, key, len, c);
+		if (interest)
+			broker.engine->interest(key, len, 1);
 	}
 	if (delta < 0 && (uint64_t)-delta > c->per_worker[w])
 		delta = -(int64_t)c->per_worker[w];
@@ -676,17 +663,18 @@ counts_add(struct htab *t, const char *key, size_t len, unsigned w, int64_t delt
 	c->total = (uint64_t)((int64_t)c->total + delta);
 	*sum = (uint64_t)((int64_t)*sum + delta);
 	if (c->total == 0) {
-		uint64_t left = 0;
 		htab_del(t, key, len);
 		free(c);
-		return left;
+		if (interest)
+			broker.engine->interest(key, len, 0);
+		return 0;
 	}
 	return c->total;
 }
 
 /* Drops everything worker w had counted in t. */
 static void
-counts_forget(struct htab *t, unsigned w, uint64_t *sum)
+counts_forget(struct htab *t, unsigned w, uint64_t *sum, int interest)
 {
 	struct buf keys = BUF_INIT;
 	size_t it;
@@ -705,7 +693,8 @@ counts_forget(struct htab *t, unsigned w, uint64_t *sum)
 		memcpy(&kl, keys.data + off, sizeof(kl));
 		c = htab_get(t, keys.data + off + sizeof(kl), kl);
 		if (c)
-			counts_add(t, keys.data + off + sizeof(kl), kl, w, -(int64_t)c->per_worker[w], sum);
+			counts_add(t, keys.data + off + sizeof(kl), kl, w, -(int64_t)c->per_worker[w],
+			    sum, interest);
 		off += sizeof(kl) + kl;
 	}
 	buf_free(&keys);
@@ -731,18 +720,17 @@ broker_conn(unsigned w, const struct msg *req)
 	if (req->req_id && req->limit > 0 && req->since > 0 && c && c->total >= req->since) {
 		res.error = 3504;       /* connection limit */
 	} else {
-		counts_add(&broker.users, req->user.p, req->user.len, w, req->limit, &broker.nclients);
+		counts_add(&broker.users, req->user.p, req->user.len, w, req->limit,
+		    &broker.nclients, 0);
 	}
-	if (req->req_id) {
-		buf_reset(&broker.out);
-		msg_encode(&res, &broker.out);
-		broker_reply(w, &broker.out);
-	}
+	if (req->req_id)
+		broker_answer(w, &res);
 }
 
-/* Re-encodes a decoded record (with its items) into the fan-out ring. */
+/* A server API command for sessions (disconnect, unsubscribe, ...):
+ * every node's workers look for the user's connections. */
 static void
-broker_forward(const struct msg *m)
+broker_control(const struct msg *m)
 {
 	struct msg copy = *m;
 	struct msg_str *items = xcalloc(m->nitems ? m->nitems : 1, sizeof(*items));
@@ -751,7 +739,7 @@ broker_forward(const struct msg *m)
 	for (uint32_t i = 0; i < m->nitems; i++)
 		msg_item_next(m, &pos, &items[i]);
 	copy.items = items;
-	broker_fanout(&copy);
+	broker.engine->broadcast(&copy);
 	free(items);
 }
 
@@ -773,9 +761,7 @@ broker_channels(unsigned w, const struct msg *req)
 	}
 	res.items = items;
 	res.nitems = (uint32_t)(2 * n);
-	buf_reset(&broker.out);
-	msg_encode(&res, &broker.out);
-	broker_reply(w, &broker.out);
+	broker_answer(w, &res);
 	free(items);
 	free(nums);
 }
@@ -784,69 +770,27 @@ static void
 broker_stats(unsigned w, const struct msg *req)
 {
 	struct msg res = { .type = MSG_STATS_RESULT, .req_id = req->req_id };
+	struct msg_str *peers;
 
 	res.num_clients = (uint32_t)broker.nclients;
 	/* Anonymous connections count as one user "", as upstream's hub does. */
 	res.num_users = (uint32_t)broker.users.count;
 	res.offset = broker.interest.count;
 	res.since = broker.nsubs;
-	buf_reset(&broker.out);
-	msg_encode(&res, &broker.out);
-	broker_reply(w, &broker.out);
-}
-
-static void
-broker_history_remove(unsigned w, const struct msg *req)
-{
-	struct msg res = { .type = MSG_HISTORY_RESULT, .req_id = req->req_id };
-	struct stream *s = htab_get(&broker.streams, req->channel.p, req->channel.len);
-
-	if (s) {
-		/* Keep the position (top, epoch): subscribers stay consistent. */
-		for (size_t i = 0; i < s->count; i++)
-			sbuf_unref(s->entries[(s->head + i) % s->cap].rec);
-		s->head = 0;
-		s->count = 0;
-	}
-	buf_reset(&broker.out);
-	msg_encode(&res, &broker.out);
-	broker_reply(w, &broker.out);
+	/* The other nodes, as they last announced themselves. */
+	node_expire();
+	res.nitems = node_others(&peers);
+	res.items = peers;
+	broker_answer(w, &res);
+	free(peers);
 }
 
 /* Once a second: a worker that died since takes its clients out of
  * presence, even before its replacement says hello. */
-/* Drops idempotency results past their window. */
-static void
-broker_idem_purge(void)
-{
-	uint64_t now = wheel_now_ms();
-	struct buf keys = BUF_INIT;
-	size_t it;
-	struct htab_entry *e;
-
-	for (e = htab_first(&broker.idem, &it); e; e = htab_next(&broker.idem, &it, e)) {
-		struct idem_result *r = e->value;
-		if (r->expires_ms <= now) {
-			buf_append(&keys, &e->klen, sizeof(e->klen));
-			buf_append(&keys, e->key, e->klen);
-		}
-	}
-	for (size_t off = 0; off < keys.len;) {
-		uint32_t kl;
-		memcpy(&kl, keys.data + off, sizeof(kl));
-		free(htab_del(&broker.idem, keys.data + off + sizeof(kl), kl));
-		off += sizeof(kl) + kl;
-	}
-	buf_free(&keys);
-}
-
 static void
 broker_check_cb(evutil_socket_t fd, short what, void *arg)
 {
-	static unsigned ticks;
-
-	if (++ticks % 60 == 0)
-		broker_idem_purge();
+	broker.engine->tick();
 	for (unsigned w = 0; w < heritage.nworkers; w++) {
 		pid_t pid = (pid_t)atomic_load(&shm_slot(heritage.shm, w)->pid);
 		if (pid > 0 && pid != broker.worker_pids[w] && kill(pid, 0) == 0)
@@ -860,7 +804,6 @@ broker_check_cb(evutil_socket_t fd, short what, void *arg)
 		}
 	}
 }
-
 
 static void
 broker_handle(unsigned w, const struct buf *rec)
@@ -889,13 +832,14 @@ broker_handle(unsigned w, const struct buf *rec)
 		broker_presence_query(w, &m);
 		break;
 	case MSG_INTEREST:
-		counts_add(&broker.interest, m.channel.p, m.channel.len, w, m.limit, &broker.nsubs);
+		counts_add(&broker.interest, m.channel.p, m.channel.len, w, m.limit,
+		    &broker.nsubs, 1);
 		break;
 	case MSG_CONN:
 		broker_conn(w, &m);
 		break;
 	case MSG_CONTROL:
-		broker_forward(&m);
+		broker_control(&m);
 		break;
 	case MSG_CHANNELS:
 		broker_channels(w, &m);
@@ -969,6 +913,16 @@ broker_parent_gone(void *arg)
 	event_base_loopbreak(broker.base);
 }
 
+static const struct engine *
+broker_engine(const struct config *cfg)
+{
+	if (strcmp(cfg->engine_type, "redis") == 0)
+		return &engine_redis;
+	if (cfg->broker_enabled && strcmp(cfg->broker_type, "nats") == 0)
+		return &engine_nats;
+	return &engine_memory;
+}
+
 int
 broker_main(void)
 {
@@ -980,11 +934,9 @@ broker_main(void)
 	broker.base = event_base_new();
 	if (broker.base == NULL)
 		log_fatal("event_base_new failed");
-	htab_init(&broker.streams);
 	htab_init(&broker.presence);
 	htab_init(&broker.interest);
 	htab_init(&broker.users);
-	htab_init(&broker.idem);
 	broker.worker_pids = xcalloc(heritage.nworkers, sizeof(*broker.worker_pids));
 	buf_init(&broker.rec);
 	buf_init(&broker.out);
@@ -1010,21 +962,25 @@ broker_main(void)
 		log_fatal("broker event setup failed");
 	ipc_child_watch(broker.base, broker_parent_gone, NULL);
 
+	broker.engine = broker_engine(heritage.cfg);
+	if (broker.engine->start(broker.base, heritage.cfg) != 0)
+		log_fatal("the %s engine did not start", broker.engine->name);
 	{
-		/* Streams start over with new epochs: positioned subscribers
-		 * must hear it even if no publication comes (§4.6). */
+		/* Streams start over with new epochs (memory engine), or
+		 * publications may have passed while no broker listened:
+		 * positioned subscribers must hear it even if no publication
+		 * comes (§4.6). */
 		struct msg start = { .type = MSG_BROKER_START, .generation = heritage.generation };
 		broker_fanout(&start);
 	}
 	metrics_started(heritage.nworkers);
 	broker_drain();
 	ipc_child_ready();
-	log_info("ready, serving %u workers", heritage.nworkers);
+	log_info("ready, serving %u workers, %s engine", heritage.nworkers, broker.engine->name);
 	event_base_dispatch(broker.base);
 
-	for (e = htab_first(&broker.streams, &iter); e; e = htab_next(&broker.streams, &iter, e))
-		stream_free(e->value);
-	htab_free(&broker.streams);
+	broker.engine->stop();
+	node_reset();
 	for (e = htab_first(&broker.presence, &iter); e; e = htab_next(&broker.presence, &iter, e)) {
 		struct htab *clients = e->value;
 		size_t it2;
@@ -1037,11 +993,7 @@ broker_main(void)
 	htab_free(&broker.presence);
 	counts_free(&broker.interest);
 	counts_free(&broker.users);
-	for (e = htab_first(&broker.idem, &iter); e; e = htab_next(&broker.idem, &iter, e))
-		free(e->value);
-	htab_free(&broker.idem);
 	free(broker.worker_pids);
-	free(broker_items);
 	event_free(broker.check_ev);
 	for (unsigned w = 0; w < heritage.nworkers; w++) {
 		while (broker.pending[w]) {

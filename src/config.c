@@ -25,6 +25,7 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "redis_addr.h"
 #include "xmalloc.h"
 
 extern char **environ;
@@ -571,6 +572,14 @@ set_from_setting(struct loader *ld, void *base, const struct cfg_desc *d,
 		struct config_strlist l = { NULL, 0 };
 		int n;
 
+		if (t == CONFIG_TYPE_STRING) {
+			/* One string stands for a list of one (as Centrifugo's
+			 * address options allow). */
+			const char *one = config_setting_get_string(s);
+			strlist_add(&l, one, strlen(one));
+			store_strlist(ld, base, d, label, o, &l);
+			return;
+		}
 		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
 			break;
 		n = config_setting_length(s);
@@ -1216,8 +1225,25 @@ validate(struct loader *ld, struct config *cfg)
 {
 	char a[64], b[64];
 
-	if (strcmp(cfg->engine_type, "redis") == 0)
-		ld_err(ld, &ld->top[CI_engine_type], "option 'engine.type': \"redis\" is not supported yet (use \"memory\")");
+	if (strcmp(cfg->engine_type, "redis") == 0) {
+		struct redis_addr ra;
+		char why[200];
+
+		if (cfg->engine_redis_address.n == 0)
+			ld_err(ld, &ld->top[CI_engine_redis_address],
+			    "option 'engine.redis.address': at least one address is needed");
+		for (size_t i = 0; i < cfg->engine_redis_address.n; i++) {
+			if (redis_addr_parse(cfg->engine_redis_address.v[i], &ra, why, sizeof(why)) != 0)
+				ld_err(ld, &ld->top[CI_engine_redis_address],
+				    "option 'engine.redis.address': \"%s\": %s",
+				    cfg->engine_redis_address.v[i], why);
+			else
+				redis_addr_free(&ra);
+		}
+		if (cfg->broker_enabled && strcmp(cfg->broker_type, "nats") == 0)
+			ld_err(ld, &ld->top[CI_broker_type],
+			    "option 'broker.type': \"nats\" together with engine.type \"redis\" is not supported (choose one)");
+	}
 	if (cfg->http_server_internal_port[0] != '\0') {
 		int64_t p;
 

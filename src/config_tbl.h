@@ -65,7 +65,37 @@ CONFIG_OPT(ctl_socket, "ctl.socket", STRING, "/run/centrifugo/centrifugo.sock", 
 
 /* engine */
 CONFIG_OPT(engine_type, "engine.type", STRING, "memory", 0, 0, "memory|redis", CFG_RESTART,
-	"Engine keeping history and presence: memory (single node). The redis engine is reserved and not supported yet.")
+	"Engine ordering publications and keeping history and presence: memory (a single node) or redis (several nodes sharing one Redis setup: PUB/SUB, history streams, presence, node discovery).")
+CONFIG_OPT(engine_redis_address, "engine.redis.address", STRLIST, "redis://127.0.0.1:6379", 0, 0, NULL, CFG_RESTART,
+	"Redis addresses: host:port, redis://[user:password@]host:port[/db] or unix:///path/to/socket. A single string or a list; several entries shard channels over several Redis servers (consistent hashing by channel; every node must list them in the same order). TLS (rediss://), Sentinel and Cluster addresses are refused.")
+CONFIG_OPT(engine_redis_prefix, "engine.redis.prefix", STRING, "centrifugo", 1, 0, NULL, CFG_RESTART,
+	"Prefix of every Redis key and PUB/SUB channel name. Distinct installations sharing one Redis need distinct prefixes.")
+CONFIG_OPT(engine_redis_user, "engine.redis.user", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Redis ACL user name (AUTH user password). An address's own credentials win.")
+CONFIG_OPT(engine_redis_password, "engine.redis.password", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Redis password. An address's own credentials win.")
+CONFIG_OPT(engine_redis_db, "engine.redis.db", INT, "0", 0, 1000000, NULL, CFG_RESTART,
+	"Redis logical database for keys (PUB/SUB ignores databases: use distinct prefixes instead). An address's /db wins.")
+CONFIG_OPT(engine_redis_connect_timeout, "engine.redis.connect_timeout", DURATION, "1s", 1, INT64_MAX, NULL, CFG_RESTART,
+	"Time limit for establishing a Redis connection.")
+CONFIG_OPT(engine_redis_io_timeout, "engine.redis.io_timeout", DURATION, "4s", 1, INT64_MAX, NULL, CFG_RESTART,
+	"Time limit for a Redis command's answer; a connection that exceeds it is closed and re-established, and the waiting requests fail with an internal error.")
+CONFIG_OPT(engine_redis_presence_ttl, "engine.redis.presence_ttl", DURATION, "60s", 1000, INT64_MAX, NULL, CFG_RESTART | CFG_WHOLESEC,
+	"How long a presence entry lives in Redis without being refreshed (every client.presence_update_interval) by its node: the clients of a node that died disappear from presence after this time.")
+
+/* broker (a separate broker instead of the engine's PUB/SUB) */
+CONFIG_OPT(broker_enabled, "broker.enabled", BOOL, "false", 0, 0, NULL, CFG_RESTART,
+	"Use the broker configured below for PUB/SUB instead of the engine's.")
+CONFIG_OPT(broker_type, "broker.type", STRING, "memory", 0, 0, "memory|nats", CFG_RESTART,
+	"Broker type: memory or nats (publications and control messages through NATS, at most once; no history, recovery or positioning; presence stays on each node).")
+CONFIG_OPT(broker_nats_url, "broker.nats.url", STRING, "nats://localhost:4222", 1, 0, NULL, CFG_RESTART,
+	"NATS server URL; credentials may be embedded (nats://user:password@host:4222).")
+CONFIG_OPT(broker_nats_prefix, "broker.nats.prefix", STRING, "centrifugo", 1, 0, NULL, CFG_RESTART,
+	"Prefix of the NATS subjects: <prefix>.client.<channel>, <prefix>.control.")
+CONFIG_OPT(broker_nats_dial_timeout, "broker.nats.dial_timeout", DURATION, "1s", 1, INT64_MAX, NULL, CFG_RESTART,
+	"Time limit for connecting to NATS.")
+CONFIG_OPT(broker_nats_write_timeout, "broker.nats.write_timeout", DURATION, "1s", 1, INT64_MAX, NULL, CFG_RESTART,
+	"Time limit for flushing to NATS.")
 
 /* node, shutdown */
 CONFIG_OPT(node_name, "node.name", STRING, "", 0, 0, NULL, CFG_RESTART,

@@ -3,10 +3,11 @@
 
 CF_LIBS = $(LIBEVENT_LIBS) $(LWS_LIBS) $(LIBUV_LIBS) $(MSGPACK_LIBS) \
 	$(LIBCONFIG_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(OPENSSL_LIBS) \
-	$(PROTOBUF_C_LIBS) -lm
+	$(PROTOBUF_C_LIBS) $(HIREDIS_LIBS) $(LIBNATS_LIBS) -lm
 CF_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LWS_CFLAGS) $(LIBUV_CFLAGS) \
 	$(MSGPACK_CFLAGS) $(LIBCONFIG_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBJWT_CFLAGS) $(OPENSSL_CFLAGS) $(PROTOBUF_C_CFLAGS) \
+	$(HIREDIS_CFLAGS) $(LIBNATS_CFLAGS) \
 	-I$(top_builddir)/src
 
 noinst_LIBRARIES += src/libcentrifugo.a
@@ -18,9 +19,14 @@ src_libcentrifugo_a_SOURCES = \
 	src/broker.c src/broker.h \
 	src/buf.c src/buf.h \
 	src/client.c src/client.h \
+	src/cluster.c src/cluster.h \
 	src/codec.c src/codec.h \
 	src/config.c src/config.h src/config_tbl.h \
 	src/ctl.c src/ctl.h \
+	src/engine.h \
+	src/engine_memory.c \
+	src/engine_nats.c \
+	src/engine_redis.c \
 	src/heritage.h \
 	src/glob.c src/glob.h \
 	src/htab.c src/htab.h \
@@ -32,9 +38,11 @@ src_libcentrifugo_a_SOURCES = \
 	src/loop.c src/loop.h \
 	src/metrics.c src/metrics.h \
 	src/msg.c src/msg.h \
+	src/node.c src/node.h \
 	src/proctitle.c src/proctitle.h \
 	src/proto.c src/proto.h \
 	src/proto_pb.c src/proto_pb.h \
+	src/redis_addr.c src/redis_addr.h \
 	src/reload.c src/reload.h \
 	src/ring.c src/ring.h \
 	src/sdnotify.c src/sdnotify.h \

@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "redis_addr.h"
 
 static char conf_path[64];
 
@@ -325,7 +326,7 @@ START_TEST(test_wrong_types)
 	expect_error("http_server = { port = \"8000\"; };\n", 1, "'http_server.port' must be an integer, got a string");
 	expect_error("\nclient = { insecure = 1; };\n", 2, "'client.insecure' must be a boolean, got an integer");
 	expect_error("http_api = { key = 5; };\n", 1, "'http_api.key' must be a string");
-	expect_error("client = { allowed_origins = \"*\"; };\n", 1, "'client.allowed_origins' must be a list of strings");
+	expect_error("client = { allowed_origins = 5; };\n", 1, "'client.allowed_origins' must be a list of strings, got an integer");
 	expect_error("client = { allowed_origins = [1, 2]; };\n", 1, "item 1 must be a string");
 	expect_error("workers = 1.5;\n", 1, "must be an integer, got a float");
 	expect_error("workers = { };\n", 1, "must be an integer, got a group");
@@ -357,13 +358,66 @@ START_TEST(test_bad_values)
 	expect_error("client = { ping_interval = \"\"; };\n", 1, "invalid duration");
 	expect_error("client = { ping_interval = 25; };\n", 1, "a duration must be a string");
 	expect_error("log = { level = \"loud\"; };\n", 1, "'log.level': invalid value \"loud\"");
-	expect_error("engine = { type = \"redis\"; };\n", 1, "not supported yet");
+	expect_error("engine = { type = \"redis\"; redis = { address = \"not a host:port\"; }; };\n", 1,
+	    "'engine.redis.address': \"not a host:port\": the port must be a number");
+	expect_error("engine = { type = \"redis\"; redis = { address = [\"rediss://h:1\"]; }; };\n", 1,
+	    "rediss:// addresses (TLS, Sentinel, Cluster) are not supported");
+	expect_error("engine = { type = \"redis\"; redis = { address = [\"h:1\", \"redis://h:2/x\"]; }; };\n", 1,
+	    "the database after '/' must be a number");
+	expect_error("engine = { type = \"redis\"; redis = { address = \"unix://rel\"; }; };\n", 1,
+	    "absolute path");
+	expect_error("engine = { type = \"redis\"; redis = { address = \"ftp://h\"; }; };\n", 1,
+	    "unknown address scheme");
+	expect_error("engine = { type = \"redis\"; redis = { address = [ ]; }; };\n", 1,
+	    "at least one address");
+	expect_error("engine = { type = \"redis\"; };\nbroker = { enabled = true; type = \"nats\"; };\n", 2,
+	    "not supported (choose one)");
+	expect_error("broker = { type = \"kafka\"; };\n", 1, "invalid value \"kafka\"");
 	expect_error("engine = { type = \"nats\"; };\n", 1, "invalid value \"nats\"");
 	expect_error("http_api = { error_mode = \"custom\"; };\n", 1, "invalid value \"custom\"");
 	expect_error("client = { token = { user_id_claim = \"user-id\"; }; };\n", 1, "user_id_claim");
 	expect_error("channel = { history_meta_ttl = \"1500ms\"; };\n", 1, "whole seconds");
 	expect_error("channel = { without_namespace = { allowed_delta_types = [\"xdelta\"]; }; };\n", 1,
 	    "invalid item \"xdelta\"");
+}
+END_TEST
+
+START_TEST(test_redis_engine)
+{
+	struct config *cfg = NULL;
+	struct buf err;
+	struct redis_addr a;
+	char why[200];
+
+	ck_assert_int_eq(load_text("engine = { type = \"redis\"; redis = { address = \"127.0.0.1:7000\"; "
+	    "prefix = \"p\"; presence_ttl = \"3s\"; }; };\n", &cfg, &err), 0);
+	ck_assert_str_eq(cfg->engine_type, "redis");
+	ck_assert_uint_eq(cfg->engine_redis_address.n, 1);
+	ck_assert_str_eq(cfg->engine_redis_address.v[0], "127.0.0.1:7000");
+	ck_assert_int_eq(cfg->engine_redis_presence_ttl, 3000);
+	config_free(cfg);
+	buf_free(&err);
+
+	ck_assert_int_eq(redis_addr_parse("redis://u:pw@example.org:6380/3", &a, why, sizeof(why)), 0);
+	ck_assert_str_eq(a.host, "example.org");
+	ck_assert_int_eq(a.port, 6380);
+	ck_assert_str_eq(a.user, "u");
+	ck_assert_str_eq(a.password, "pw");
+	ck_assert_int_eq(a.db, 3);
+	redis_addr_free(&a);
+	ck_assert_int_eq(redis_addr_parse("localhost", &a, why, sizeof(why)), 0);
+	ck_assert_int_eq(a.port, 6379);
+	ck_assert_int_eq(a.db, -1);
+	ck_assert_ptr_null(a.password);
+	redis_addr_free(&a);
+	ck_assert_int_eq(redis_addr_parse("unix:///run/redis.sock", &a, why, sizeof(why)), 0);
+	ck_assert_str_eq(a.path, "/run/redis.sock");
+	ck_assert_ptr_null(a.host);
+	redis_addr_free(&a);
+	ck_assert_int_eq(redis_addr_parse(":6379", &a, why, sizeof(why)), -1);
+	ck_assert_int_eq(redis_addr_parse("h:0", &a, why, sizeof(why)), -1);
+	ck_assert_int_eq(redis_addr_parse("h:123456", &a, why, sizeof(why)), -1);
+	ck_assert_int_eq(redis_addr_parse("redis+sentinel://h:1", &a, why, sizeof(why)), -1);
 }
 END_TEST
 
@@ -736,6 +790,7 @@ config_suite(void)
 	tcase_add_test(tc, test_out_of_bounds);
 	tcase_add_test(tc, test_bad_values);
 	tcase_add_test(tc, test_ping_pong);
+	tcase_add_test(tc, test_redis_engine);
 	tcase_add_test(tc, test_namespace_errors);
 	tcase_add_test(tc, test_all_errors_in_one_pass);
 	tcase_add_test(tc, test_env_overrides);

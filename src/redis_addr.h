@@ -1,0 +1,26 @@
+/*
+ * redis_addr.h - one engine.redis.address entry, parsed: host:port,
+ * redis://[user[:password]@]host[:port][/db], tcp://..., unix:///path.
+ * Used by the configuration check (every process) and the Redis engine
+ * (broker).
+ */
+#ifndef CENTRIFUGO_REDIS_ADDR_H
+#define CENTRIFUGO_REDIS_ADDR_H
+
+#include <stddef.h>
+
+struct redis_addr {
+	char *host;               /* NULL for a unix socket */
+	int port;
+	char *path;               /* unix socket path, or NULL */
+	char *user, *password;    /* NULL when the address has none */
+	int db;                   /* -1 when the address has none */
+};
+
+/* 0 with *a filled (free with redis_addr_free), or -1 with the reason in
+ * why (never NULL-terminated short of cap). */
+int redis_addr_parse(const char *s, struct redis_addr *a, char *why, size_t cap);
+
+void redis_addr_free(struct redis_addr *a);
+
+#endif
