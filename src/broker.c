@@ -23,6 +23,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "build-config.h"
+#include "cluster.h"
 #include "config.h"
 #include "engine.h"
 #include "heritage.h"
@@ -743,18 +744,29 @@ broker_control(const struct msg *m)
 	free(items);
 }
 
-static void
-broker_channels(unsigned w, const struct msg *req)
+void
+broker_channels_collect(struct htab *into, void (*add)(struct htab *t, const char *ch, size_t len,
+    uint64_t count))
 {
-	struct msg res = { .type = MSG_CHANNELS_RESULT, .req_id = req->req_id };
-	struct msg_str *items = xcalloc(2 * broker.interest.count + 1, sizeof(*items));
-	char (*nums)[24] = xcalloc(broker.interest.count + 1, sizeof(*nums));
+	size_t it;
+	struct htab_entry *e;
+
+	for (e = htab_first(&broker.interest, &it); e; e = htab_next(&broker.interest, &it, e))
+		add(into, e->key, e->klen, ((struct counts *)e->value)->total);
+}
+
+void
+broker_channels_answer(unsigned w, uint64_t req_id, struct htab *counts)
+{
+	struct msg res = { .type = MSG_CHANNELS_RESULT, .req_id = req_id };
+	struct msg_str *items = xcalloc(2 * counts->count + 1, sizeof(*items));
+	char (*nums)[24] = xcalloc(counts->count + 1, sizeof(*nums));
 	size_t it, n = 0;
 	struct htab_entry *e;
 
-	for (e = htab_first(&broker.interest, &it); e; e = htab_next(&broker.interest, &it, e)) {
-		struct counts *c = e->value;
-		int len = snprintf(nums[n], sizeof(nums[n]), "%llu", (unsigned long long)c->total);
+	for (e = htab_first(counts, &it); e; e = htab_next(counts, &it, e)) {
+		int len = snprintf(nums[n], sizeof(nums[n]), "%llu",
+		    (unsigned long long)*(uint64_t *)e->value);
 		items[2 * n] = (struct msg_str){ e->key, e->klen };
 		items[2 * n + 1] = (struct msg_str){ nums[n], (uint32_t)len };
 		n++;
@@ -764,6 +776,33 @@ broker_channels(unsigned w, const struct msg *req)
 	broker_answer(w, &res);
 	free(items);
 	free(nums);
+}
+
+static void
+broker_channels_count(struct htab *t, const char *ch, size_t len, uint64_t count)
+{
+	uint64_t *c = xmalloc(sizeof(*c));
+
+	*c = count;
+	htab_put(t, ch, len, c);
+}
+
+static void
+broker_channels(unsigned w, const struct msg *req)
+{
+	struct htab counts;
+	size_t it;
+	struct htab_entry *e;
+
+	/* With other nodes: their channels too, summed. */
+	if (cluster_survey_channels(w, req->req_id) == 0)
+		return;
+	htab_init(&counts);
+	broker_channels_collect(&counts, broker_channels_count);
+	broker_channels_answer(w, req->req_id, &counts);
+	for (e = htab_first(&counts, &it); e; e = htab_next(&counts, &it, e))
+		free(e->value);
+	htab_free(&counts);
 }
 
 static void
@@ -979,6 +1018,7 @@ broker_main(void)
 	log_info("ready, serving %u workers, %s engine", heritage.nworkers, broker.engine->name);
 	event_base_dispatch(broker.base);
 
+	cluster_reset();
 	broker.engine->stop();
 	node_reset();
 	for (e = htab_first(&broker.presence, &iter); e; e = htab_next(&broker.presence, &iter, e)) {

@@ -13,6 +13,7 @@
 #include "msg.h"
 
 struct buf;
+struct htab;
 
 /* Runs the broker in the child after fork (heritage filled); returns the
  * process exit status. */
@@ -43,5 +44,13 @@ uint32_t broker_local_presence(const struct msg_str *channel, struct msg_str **i
 /* Calls fn for every local client in every channel's presence. */
 void broker_each_presence(void (*fn)(const struct msg_str *channel,
     const struct engine_presence *p));
+
+/* Calls add(into, channel, len, subscribers) for every channel with local
+ * subscribers. */
+void broker_channels_collect(struct htab *into, void (*add)(struct htab *t, const char *ch,
+    size_t len, uint64_t count));
+
+/* Answers a CHANNELS request with counts (channel -> uint64_t *). */
+void broker_channels_answer(unsigned w, uint64_t req_id, struct htab *counts);
 
 #endif

@@ -151,6 +151,13 @@ nats_send(const char *subject, const struct buf *frame)
 	return 0;
 }
 
+/* cluster.c's sender. */
+static int
+nats_send_control(const struct buf *frame)
+{
+	return nats_send(nt.control, frame);
+}
+
 static void
 nats_subject(struct buf *out, const char *ch, size_t len)
 {
@@ -308,6 +315,7 @@ nats_start(struct event_base *base, const struct config *cfg)
 		log_info("nats broker: connected to %s, prefix \"%s\"", cfg->broker_nats_url,
 		    cfg->broker_nats_prefix);
 	}
+	cluster_set_sender(base, nats_send_control);
 	s = natsConnection_Subscribe(&nt.control_sub, nt.nc, nt.control, nats_on_msg, NULL);
 	if (s != NATS_OK) {
 		log_error("nats: subscribe %s: %s", nt.control, natsStatus_GetText(s));

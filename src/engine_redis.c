@@ -810,6 +810,18 @@ redis_control_shard(void)
 	return NULL;
 }
 
+/* cluster.c's sender: a control frame on the next shard that is up. */
+static int
+redis_send_control(const struct buf *frame)
+{
+	struct redis_shard *s = redis_control_shard();
+
+	if (s == NULL)
+		return -1;
+	redis_publish_frame(s, rd.control, strlen(rd.control), frame);
+	return 0;
+}
+
 static void
 redis_broadcast(const struct msg *m)
 {
@@ -823,11 +835,8 @@ redis_broadcast(const struct msg *m)
 		redis_key(&chan, "client", m->channel.p, m->channel.len);
 		redis_publish_frame(s, chan.data, chan.len, &frame);
 	} else {
-		struct redis_shard *s = redis_control_shard();
 		cluster_control_frame(&frame, m);
-		if (s)
-			redis_publish_frame(s, rd.control, strlen(rd.control), &frame);
-		else
+		if (redis_send_control(&frame) != 0)
 			log_warn("redis: no shard is up, a %s command reaches this node only",
 			    msg_type_name(m->type));
 	}
@@ -1308,14 +1317,11 @@ redis_timer_cb(evutil_socket_t fd, short what, void *arg)
 		redis_conn_check(&rd.shards[i].sub, now);
 	}
 	if (now >= rd.next_info_ms) {
-		struct redis_shard *s = redis_control_shard();
+		struct buf frame = BUF_INIT;
 		rd.next_info_ms = now + NODE_INFO_INTERVAL_MS;
-		if (s) {
-			struct buf frame = BUF_INIT;
-			cluster_control_frame(&frame, NULL);
-			redis_publish_frame(s, rd.control, strlen(rd.control), &frame);
-			buf_free(&frame);
-		}
+		cluster_control_frame(&frame, NULL);
+		redis_send_control(&frame);
+		buf_free(&frame);
 		node_expire();
 	}
 	if (now >= rd.next_presence_ms) {
@@ -1382,6 +1388,7 @@ redis_start(struct event_base *base, const struct config *cfg)
 		redis_connect(&rd.shards[i].sub);
 	}
 	rd.next_presence_ms = wheel_now_ms() + (uint64_t)cfg->client_presence_update_interval;
+	cluster_set_sender(base, redis_send_control);
 	log_info("redis engine: %u shard%s, prefix \"%s\"", rd.nshards, rd.nshards == 1 ? "" : "s",
 	    cfg->engine_redis_prefix);
 	return 0;
