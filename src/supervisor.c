@@ -388,6 +388,14 @@ sup_listeners_open(const struct config *cfg, unsigned n,
 	*internal = -1;
 	for (i = 0; i < n; i++)
 		fds[i] = -1;
+	if (!keep_main) {
+		/* A plain bind first: with SO_REUSEPORT alone a second server
+		 * started by the same user would silently share the port. */
+		int probe = sup_listen(cfg->http_server_address, port, 0, &port, err);
+		if (probe == -1)
+			return -1;
+		close(probe);
+	}
 	for (i = 0; i < n; i++) {
 		fds[i] = keep_main ? old_fds[i] :
 		    sup_listen(cfg->http_server_address, port, 1,

@@ -50,6 +50,34 @@ describe('processes: titles and respawn', () => {
     assert.deepEqual(kids.other, [], `unexpected children: ${JSON.stringify(kids.other)}`);
   });
 
+  h.test('a second server on the same port refuses to start (SO_REUSEPORT does not let it share)', async (t, srv) => {
+    const fs = require('node:fs');
+    const os = require('node:os');
+    const path = require('node:path');
+    const { spawn } = require('node:child_process');
+    const { toLibconfig, merge, defaultConfig } = require('./lib/config');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cf-it-dup-'));
+    const file = path.join(dir, 'config.cfg');
+    fs.writeFileSync(file, toLibconfig(merge(defaultConfig(), {
+      http_server: { port: srv.port }, ctl: { socket: path.join(dir, 'ctl.sock') },
+    })));
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CENTRIFUGO_')));
+    const child = spawn(require('./lib/server').BIN, ['-c', file], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => { output += d; });
+    child.stderr.on('data', (d) => { output += d; });
+    const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    const code = await Promise.race([exited, sleep(10000).then(() => 'running')]);
+    if (code === 'running') child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.notEqual(code, 'running', `the second server started on port ${srv.port}: ${output}`);
+    assert.notEqual(code, 0, output);
+    assert.match(output, new RegExp(`:${srv.port}: bind\\(\\) failed: Address already in use`), output);
+    // The first one is untouched.
+    const r = await srv.api('info', {});
+    assert.equal(r.status, 200);
+  });
+
   h.test('SIGKILL a worker: respawned; clients elsewhere undisturbed; all resume', async (t, srv) => {
     const kids = await srv.waitChildren(2);
     const subs = new Map();
