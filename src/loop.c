@@ -206,6 +206,7 @@ struct loop {
 	struct event *accept_pause_ev;  /* re-enables accept after EMFILE */
 	int kick_pending;
 	int in_pump;                    /* inside loop_pump() */
+	int nodelay_inherited;          /* TCP_NODELAY set on the listener */
 	/* WebSockets that got messages this turn, written at its end
 	 * (loop_flush); closed ones are NULLed out. */
 	struct conn **dirty;
@@ -335,8 +336,10 @@ loop_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct loop *l = arg;
 	int one = 1;
 
-	/* responses and pushes are whole messages: no Nagle delay */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* responses and pushes are whole messages: no Nagle delay (Linux
+	 * gives accepted sockets the listener's setting, see loop_new) */
+	if (!l->nodelay_inherited)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	loop_hconn_new(l, fd);
 }
 
@@ -1436,6 +1439,7 @@ loop_hconn_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct hconn *hc = arg;
 	struct loop *l = hc->l;
 	size_t limit = LOOP_HTTP_HEAD_MAX + l->p.http_body_limit + 4096;
+	size_t want;
 	ssize_t n;
 	int rounds;
 
@@ -1443,10 +1447,15 @@ loop_hconn_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (hc->in.len >= limit)
 			break;  /* parse decides (431/413) */
 		buf_reserve(&hc->in, 4096);
-		n = recv(hc->fd, hc->in.data + hc->in.len,
-			 hc->in.cap - hc->in.len - 1, 0);
+		want = hc->in.cap - hc->in.len - 1;
+		n = recv(hc->fd, hc->in.data + hc->in.len, want, 0);
 		if (n > 0) {
 			hc->in.len += (size_t)n;
+			/* A short read emptied the socket: no recv() that only
+			 * says EAGAIN (the read event is level-triggered, so
+			 * whatever comes later, EOF included, is seen). */
+			if ((size_t)n < want)
+				break;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -1614,6 +1623,14 @@ loop_new(struct event_base *base, int listen_fd, const struct loop_params *p,
 		if (evutil_make_socket_nonblocking(listen_fd)) {
 			log_error("fcntl(fd %d, O_NONBLOCK) failed", listen_fd);
 			goto fail_lws;
+		}
+		/* Accepted sockets inherit TCP_NODELAY from the listener on
+		 * Linux: one setsockopt() here instead of one per accept. */
+		{
+			int one = 1;
+
+			l->nodelay_inherited = setsockopt(listen_fd, IPPROTO_TCP,
+			    TCP_NODELAY, &one, sizeof(one)) == 0;
 		}
 		l->lev = evconnlistener_new(base, loop_accept_cb, l,
 					    LEV_OPT_CLOSE_ON_EXEC, 0,
