@@ -86,6 +86,7 @@
 #define LOOP_CLOSE_TIMEOUT 5            /* s to flush before the close frame */
 #define LOOP_REASON_MAX 122             /* close reason < 123 bytes */
 #define LOOP_QUEUE_INIT 8
+#define LOOP_QUEUE_SPARE 256            /* empty queues kept for reuse */
 #define LOOP_HTTP_HEAD_MAX 16384        /* request line + headers */
 #define LOOP_HTTP_PIPELINE_MAX 32       /* unanswered requests per conn */
 #define LOOP_HTTP_IDLE_TIMEOUT 5        /* s: idle keep-alive (as lws) */
@@ -225,6 +226,10 @@ struct loop {
 	size_t n_conns;
 	char *wbuf;                     /* frame assembly, LWS_PRE headroom */
 	size_t wcap;
+	/* Emptied queues of the initial size, reused by the next push: a
+	 * delivery to an idle connection allocates nothing. */
+	struct connq *spare[LOOP_QUEUE_SPARE];
+	size_t n_spare;
 };
 
 static const char *const loop_method_names[] = {
@@ -518,8 +523,9 @@ loop_http_write(struct loop *l, struct lws *wsi, int status,
 
 /* ---- outgoing queue ----------------------------------------------------- */
 
+/* Drops c's queue; an initial-size one is kept in l->spare for reuse. */
 static void
-loop_queue_free(struct conn *c)
+loop_queue_free(struct loop *l, struct conn *c)
 {
 	struct connq *q = c->q;
 	uint32_t i;
@@ -528,18 +534,22 @@ loop_queue_free(struct conn *c)
 		return;
 	for (i = 0; i < q->count; i++)
 		sbuf_unref(q->items[(q->head + i) % q->cap]);
-	free(q);
 	c->q = NULL;
+	if (q->cap == LOOP_QUEUE_INIT && l->n_spare < LOOP_QUEUE_SPARE)
+		l->spare[l->n_spare++] = q;
+	else
+		free(q);
 }
 
 static void
-loop_queue_push(struct conn *c, struct sbuf *msg)
+loop_queue_push(struct loop *l, struct conn *c, struct sbuf *msg)
 {
 	struct connq *q = c->q;
 	uint32_t oldcap, wrapped;
 
 	if (!q) {
-		q = xmalloc(sizeof(*q) + LOOP_QUEUE_INIT * sizeof(q->items[0]));
+		q = l->n_spare ? l->spare[--l->n_spare] :
+		    xmalloc(sizeof(*q) + LOOP_QUEUE_INIT * sizeof(q->items[0]));
 		q->bytes = 0;
 		q->head = 0;
 		q->count = 0;
@@ -596,7 +606,7 @@ loop_queue_take(struct loop *l, struct conn *c)
 	}
 	q->count -= n;
 	if (!q->count)
-		loop_queue_free(c);
+		loop_queue_free(l, c);
 	return total;
 }
 
@@ -668,7 +678,7 @@ loop_ws_fail(struct conn *c, uint16_t code, const char *reason)
 	free(c->rx);
 	c->rx = NULL;
 	c->rx_len = c->rx_cap = 0;
-	loop_queue_free(c);
+	loop_queue_free(loop_of(c->wsi), c);
 	c->flags |= CONN_F_CLOSING | CONN_F_NOFLUSH;
 	lws_close_reason(c->wsi, (enum lws_close_status)code,
 			 (unsigned char *)reason, strlen(reason));
@@ -785,7 +795,7 @@ loop_ws_write_now(struct loop *l, struct conn *c)
 		if (lws_write(c->wsi, (unsigned char *)l->wbuf + LWS_PRE, n,
 			      (c->flags & CONN_F_BINARY) ? LWS_WRITE_BINARY :
 							   LWS_WRITE_TEXT) < 0) {
-			loop_queue_free(c);
+			loop_queue_free(l, c);
 			c->flags |= CONN_F_CLOSING | CONN_F_NOFLUSH;
 			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
 					LWS_TO_KILL_SYNC);
@@ -830,7 +840,7 @@ loop_ws_closed(struct loop *l, struct conn *c)
 	user = c->user;
 	if (c->flags & CONN_F_DIRTY)
 		loop_dirty_forget(l, c);
-	loop_queue_free(c);
+	loop_queue_free(l, c);
 	free(c->rx);
 	free(c->close_reason);
 	memset(c, 0, sizeof(*c));
@@ -1695,6 +1705,8 @@ loop_free(struct loop *l)
 		free(l->origins[i]);
 	free(l->origins);
 	free(l->wbuf);
+	while (l->n_spare)
+		free(l->spare[--l->n_spare]);
 	free(l->dirty);
 	free(l->hready);
 	l->magic = 0;
@@ -1736,7 +1748,7 @@ loop_conn_start_close(struct conn *c, uint16_t code, const char *reason,
 	c->flags |= CONN_F_CLOSING;
 	if (noflush) {
 		c->flags |= CONN_F_NOFLUSH;
-		loop_queue_free(c);
+		loop_queue_free(loop_of(c->wsi), c);
 	}
 	c->close_code = code;
 	c->close_reason = xstrndup(reason ? reason : "", LOOP_REASON_MAX);
@@ -1761,7 +1773,7 @@ loop_conn_send(struct conn *c, struct sbuf *msg)
 		loop_conn_start_close(c, 3008, "slow", 1);
 		return -1;
 	}
-	loop_queue_push(c, msg);
+	loop_queue_push(l, c, msg);
 	if (!(c->flags & CONN_F_DIRTY)) {
 		/* written at the end of this loop turn, with whatever else
 		 * arrives for c meanwhile (loop_flush) */
