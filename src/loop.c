@@ -83,9 +83,11 @@
 #define REQ_MAGIC 0x48524551u           /* "HREQ" */
 
 #define LOOP_RX_BUFFER 256
+#define LOOP_LWS_LOG_LEVEL (LLL_ERR | LLL_WARN)
 #define LOOP_CLOSE_TIMEOUT 5            /* s to flush before the close frame */
 #define LOOP_REASON_MAX 122             /* close reason < 123 bytes */
 #define LOOP_QUEUE_INIT 8
+#define LOOP_QUEUE_SPARE 256            /* empty queues kept for reuse */
 #define LOOP_HTTP_HEAD_MAX 16384        /* request line + headers */
 #define LOOP_HTTP_PIPELINE_MAX 32       /* unanswered requests per conn */
 #define LOOP_HTTP_IDLE_TIMEOUT 5        /* s: idle keep-alive (as lws) */
@@ -206,6 +208,7 @@ struct loop {
 	struct event *accept_pause_ev;  /* re-enables accept after EMFILE */
 	int kick_pending;
 	int in_pump;                    /* inside loop_pump() */
+	int nodelay_inherited;          /* TCP_NODELAY set on the listener */
 	/* WebSockets that got messages this turn, written at its end
 	 * (loop_flush); closed ones are NULLed out. */
 	struct conn **dirty;
@@ -224,6 +227,10 @@ struct loop {
 	size_t n_conns;
 	char *wbuf;                     /* frame assembly, LWS_PRE headroom */
 	size_t wcap;
+	/* Emptied queues of the initial size, reused by the next push: a
+	 * delivery to an idle connection allocates nothing. */
+	struct connq *spare[LOOP_QUEUE_SPARE];
+	size_t n_spare;
 };
 
 static const char *const loop_method_names[] = {
@@ -335,8 +342,10 @@ loop_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct loop *l = arg;
 	int one = 1;
 
-	/* responses and pushes are whole messages: no Nagle delay */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* responses and pushes are whole messages: no Nagle delay (Linux
+	 * gives accepted sockets the listener's setting, see loop_new) */
+	if (!l->nodelay_inherited)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	loop_hconn_new(l, fd);
 }
 
@@ -515,8 +524,9 @@ loop_http_write(struct loop *l, struct lws *wsi, int status,
 
 /* ---- outgoing queue ----------------------------------------------------- */
 
+/* Drops c's queue; an initial-size one is kept in l->spare for reuse. */
 static void
-loop_queue_free(struct conn *c)
+loop_queue_free(struct loop *l, struct conn *c)
 {
 	struct connq *q = c->q;
 	uint32_t i;
@@ -525,18 +535,22 @@ loop_queue_free(struct conn *c)
 		return;
 	for (i = 0; i < q->count; i++)
 		sbuf_unref(q->items[(q->head + i) % q->cap]);
-	free(q);
 	c->q = NULL;
+	if (q->cap == LOOP_QUEUE_INIT && l->n_spare < LOOP_QUEUE_SPARE)
+		l->spare[l->n_spare++] = q;
+	else
+		free(q);
 }
 
 static void
-loop_queue_push(struct conn *c, struct sbuf *msg)
+loop_queue_push(struct loop *l, struct conn *c, struct sbuf *msg)
 {
 	struct connq *q = c->q;
 	uint32_t oldcap, wrapped;
 
 	if (!q) {
-		q = xmalloc(sizeof(*q) + LOOP_QUEUE_INIT * sizeof(q->items[0]));
+		q = l->n_spare ? l->spare[--l->n_spare] :
+		    xmalloc(sizeof(*q) + LOOP_QUEUE_INIT * sizeof(q->items[0]));
 		q->bytes = 0;
 		q->head = 0;
 		q->count = 0;
@@ -593,7 +607,7 @@ loop_queue_take(struct loop *l, struct conn *c)
 	}
 	q->count -= n;
 	if (!q->count)
-		loop_queue_free(c);
+		loop_queue_free(l, c);
 	return total;
 }
 
@@ -665,7 +679,7 @@ loop_ws_fail(struct conn *c, uint16_t code, const char *reason)
 	free(c->rx);
 	c->rx = NULL;
 	c->rx_len = c->rx_cap = 0;
-	loop_queue_free(c);
+	loop_queue_free(loop_of(c->wsi), c);
 	c->flags |= CONN_F_CLOSING | CONN_F_NOFLUSH;
 	lws_close_reason(c->wsi, (enum lws_close_status)code,
 			 (unsigned char *)reason, strlen(reason));
@@ -782,7 +796,7 @@ loop_ws_write_now(struct loop *l, struct conn *c)
 		if (lws_write(c->wsi, (unsigned char *)l->wbuf + LWS_PRE, n,
 			      (c->flags & CONN_F_BINARY) ? LWS_WRITE_BINARY :
 							   LWS_WRITE_TEXT) < 0) {
-			loop_queue_free(c);
+			loop_queue_free(l, c);
 			c->flags |= CONN_F_CLOSING | CONN_F_NOFLUSH;
 			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK,
 					LWS_TO_KILL_SYNC);
@@ -827,7 +841,7 @@ loop_ws_closed(struct loop *l, struct conn *c)
 	user = c->user;
 	if (c->flags & CONN_F_DIRTY)
 		loop_dirty_forget(l, c);
-	loop_queue_free(c);
+	loop_queue_free(l, c);
 	free(c->rx);
 	free(c->close_reason);
 	memset(c, 0, sizeof(*c));
@@ -1009,9 +1023,14 @@ loop_hconn_handoff(struct hconn *hc)
 	event_del(hc->rev);
 	/* lws serves the handshake from these bytes right now; on failure
 	 * it has closed the socket itself */
+	/* lws 4.1 logs every such adopt at error level ("calling service");
+	 * with logging off for the call it is not even formatted (about 2%
+	 * of a connect's CPU went to formatting and dropping it) */
+	lws_set_log_level(0, NULL);
 	if (!lws_adopt_socket_vhost_readbuf(l->vh, fd, hc->in.data + hc->in_off,
 					    hc->in.len - hc->in_off))
 		log_debug("WebSocket handoff of fd %d failed", fd);
+	lws_set_log_level(LOOP_LWS_LOG_LEVEL, NULL);
 	loop_hconn_free(hc);
 	loop_kick(l);
 }
@@ -1436,6 +1455,7 @@ loop_hconn_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct hconn *hc = arg;
 	struct loop *l = hc->l;
 	size_t limit = LOOP_HTTP_HEAD_MAX + l->p.http_body_limit + 4096;
+	size_t want;
 	ssize_t n;
 	int rounds;
 
@@ -1443,10 +1463,15 @@ loop_hconn_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (hc->in.len >= limit)
 			break;  /* parse decides (431/413) */
 		buf_reserve(&hc->in, 4096);
-		n = recv(hc->fd, hc->in.data + hc->in.len,
-			 hc->in.cap - hc->in.len - 1, 0);
+		want = hc->in.cap - hc->in.len - 1;
+		n = recv(hc->fd, hc->in.data + hc->in.len, want, 0);
 		if (n > 0) {
 			hc->in.len += (size_t)n;
+			/* A short read emptied the socket: no recv() that only
+			 * says EAGAIN (the read event is level-triggered, so
+			 * whatever comes later, EOF included, is seen). */
+			if ((size_t)n < want)
+				break;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -1581,7 +1606,7 @@ loop_new(struct event_base *base, int listen_fd, const struct loop_params *p,
 		l->protocols[i].tx_packet_size = LOOP_FRAME_MAX + 64;
 	}
 
-	lws_set_log_level(LLL_ERR | LLL_WARN, loop_lws_log);
+	lws_set_log_level(LOOP_LWS_LOG_LEVEL, loop_lws_log);
 	memset(&info, 0, sizeof(info));
 	foreign[0] = &l->uv;
 	info.options = LWS_SERVER_OPTION_LIBUV |
@@ -1614,6 +1639,14 @@ loop_new(struct event_base *base, int listen_fd, const struct loop_params *p,
 		if (evutil_make_socket_nonblocking(listen_fd)) {
 			log_error("fcntl(fd %d, O_NONBLOCK) failed", listen_fd);
 			goto fail_lws;
+		}
+		/* Accepted sockets inherit TCP_NODELAY from the listener on
+		 * Linux: one setsockopt() here instead of one per accept. */
+		{
+			int one = 1;
+
+			l->nodelay_inherited = setsockopt(listen_fd, IPPROTO_TCP,
+			    TCP_NODELAY, &one, sizeof(one)) == 0;
 		}
 		l->lev = evconnlistener_new(base, loop_accept_cb, l,
 					    LEV_OPT_CLOSE_ON_EXEC, 0,
@@ -1678,6 +1711,8 @@ loop_free(struct loop *l)
 		free(l->origins[i]);
 	free(l->origins);
 	free(l->wbuf);
+	while (l->n_spare)
+		free(l->spare[--l->n_spare]);
 	free(l->dirty);
 	free(l->hready);
 	l->magic = 0;
@@ -1719,7 +1754,7 @@ loop_conn_start_close(struct conn *c, uint16_t code, const char *reason,
 	c->flags |= CONN_F_CLOSING;
 	if (noflush) {
 		c->flags |= CONN_F_NOFLUSH;
-		loop_queue_free(c);
+		loop_queue_free(loop_of(c->wsi), c);
 	}
 	c->close_code = code;
 	c->close_reason = xstrndup(reason ? reason : "", LOOP_REASON_MAX);
@@ -1744,7 +1779,7 @@ loop_conn_send(struct conn *c, struct sbuf *msg)
 		loop_conn_start_close(c, 3008, "slow", 1);
 		return -1;
 	}
-	loop_queue_push(c, msg);
+	loop_queue_push(l, c, msg);
 	if (!(c->flags & CONN_F_DIRTY)) {
 		/* written at the end of this loop turn, with whatever else
 		 * arrives for c meanwhile (loop_flush) */
