@@ -199,9 +199,9 @@ broker_publish_done(struct engine_to to, int err, uint64_t offset, const char *e
 void
 broker_positions_lost(void)
 {
-	/* A generation above 1 tells workers that positions may be broken:
-	 * positioned subscribers resubscribe and recover. */
-	struct msg lost = { .type = MSG_BROKER_START, .generation = heritage.generation + 1 };
+	/* Positioned subscribers resubscribe and recover. */
+	struct msg lost = { .type = MSG_BROKER_START, .generation = heritage.generation,
+	    .flags = MSG_F_LOST };
 
 	broker_fanout(&lost);
 }
@@ -525,6 +525,19 @@ broker_presence_query(unsigned w, const struct msg *req)
 /* ------------------------------------------------------------------ */
 /* Subscriptions                                                       */
 
+/* Announces a subscriber's join to the channel (every node). */
+static void
+broker_join(const struct msg *req)
+{
+	struct msg j = *req;
+
+	j.type = MSG_JOIN;
+	j.req_id = 0;
+	j.ntags = 0;
+	j.nitems = 0;
+	broker.engine->broadcast(&j);
+}
+
 /* Whether epoch (NUL-terminated) is the one of the request. */
 static int
 broker_same_epoch(const struct msg *req, const char *epoch)
@@ -585,6 +598,27 @@ broker_positioned(void *arg, int err, uint64_t top, const char *epoch,
 	}
 out:
 	broker_fanout(&res);
+	if (res.error == 0 && (req.flags & MSG_F_JOIN_LEAVE))
+		broker_join(&req);
+	free(op);
+}
+
+/* A subscription without position: answered once the engine delivers;
+ * the join follows the answer, so the subscriber sees its own join. */
+static void
+broker_ready(void *arg, int err)
+{
+	struct broker_op *op = arg;
+	struct msg req, res = { .type = MSG_SUB_RESULT };
+
+	if (msg_decode(op->rec, op->len, &req) == 0) {
+		res.req_id = req.req_id;
+		res.worker = op->worker;
+		res.error = (uint32_t)err;
+		broker_fanout(&res);
+		if (err == 0 && (req.flags & MSG_F_JOIN_LEAVE))
+			broker_join(&req);
+	}
 	free(op);
 }
 
@@ -593,16 +627,11 @@ broker_subscribe(unsigned w, const struct msg *req)
 {
 	if (req->flags & MSG_F_PRESENCE)
 		broker_presence_add(w, req);
-	if (req->flags & MSG_F_JOIN_LEAVE) {
-		struct msg j = *req;
-		j.type = MSG_JOIN;
-		j.req_id = 0;
-		j.ntags = 0;
-		j.nitems = 0;
-		broker.engine->broadcast(&j);
-	}
-	if (req->req_id == 0)          /* nothing waits for an answer */
+	if (req->req_id == 0) {        /* nothing waits for an answer */
+		if (req->flags & MSG_F_JOIN_LEAVE)
+			broker_join(req);
 		return;
+	}
 	if ((req->flags & MSG_F_POSITION) && req->history_size > 0 && req->history_ttl_ms > 0) {
 		struct engine_read r = { .meta_ttl_ms = req->history_meta_ttl_ms, .limit = 0 };
 		if ((req->flags & MSG_F_RECOVER) && (req->flags & MSG_F_CACHE)) {
@@ -616,10 +645,7 @@ broker_subscribe(unsigned w, const struct msg *req)
 		broker.engine->position(&req->channel, &r, broker_positioned, broker_op_new(w));
 		return;
 	}
-	{
-		struct msg res = { .type = MSG_SUB_RESULT, .req_id = req->req_id, .worker = w };
-		broker_fanout(&res);
-	}
+	broker.engine->ready(&req->channel, broker_ready, broker_op_new(w));
 }
 
 static void

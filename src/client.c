@@ -77,6 +77,7 @@ struct client_req {
 	char *channel;
 	size_t channel_len;
 	int recover, recoverable, reject_unrecoverable;
+	int positioned;            /* 0: only waits for the engine's subscription */
 	int was_recovering;        /* the request asked to recover */
 	uint32_t unsub_id;         /* unsubscribed before the broker answered:
 				    * that unsubscribe's reply follows this one */
@@ -305,6 +306,15 @@ client_new(struct conn *conn, const struct loop_ws_info *info)
 	return c;
 }
 
+/* Whether several nodes share channels (a Redis engine or NATS broker):
+ * then a subscription is confirmed only once the engine delivers. */
+static int
+client_multinode(void)
+{
+	return strcmp(g.cfg->engine_type, "redis") == 0 ||
+	    (g.cfg->broker_enabled && strcmp(g.cfg->broker_type, "nats") == 0);
+}
+
 /* Keeps the broker's count of the channel's subscribers (channels, info). */
 static void
 client_interest(const char *ch, size_t len, int delta)
@@ -481,6 +491,45 @@ client_positions_lost(void)
 				client_sub_lost(&c->subs[i]->hs, HUB_LOST_POSITION);
 			if (c->state != CLIENT_CONNECTED)
 				break;
+		}
+	}
+}
+
+static void client_msg_info(struct msg *m, const struct client *c, const struct client_sub *s);
+
+void
+client_resync(void)
+{
+	struct msg m;
+
+	for (struct client *c = g.all; c; c = c->next) {
+		if (!c->counted)
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.type = MSG_CONN;
+		m.has_info = 1;
+		m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
+		m.limit = 1;
+		worker_send(&m);
+		for (uint32_t i = 0; i < c->nsubs; i++) {
+			struct client_sub *s = c->subs[i];
+			size_t len;
+			const char *ch = hub_sub_channel(&s->hs, &len);
+
+			memset(&m, 0, sizeof(m));
+			m.type = MSG_INTEREST;
+			m.channel = (struct msg_str){ ch, (uint32_t)len };
+			m.limit = 1;
+			worker_send(&m);
+			if (s->presence) {
+				/* Back in presence, without a second join. */
+				memset(&m, 0, sizeof(m));
+				m.type = MSG_SUBSCRIBE;
+				m.channel = (struct msg_str){ ch, (uint32_t)len };
+				client_msg_info(&m, c, s);
+				m.flags = MSG_F_PRESENCE;
+				worker_send(&m);
+			}
 		}
 	}
 }
@@ -1392,19 +1441,22 @@ client_subscribe_done(void *arg, const struct msg *res)
 		s->req = NULL;
 	}
 	recovered = res && r->recover && (res->flags & MSG_F_RECOVERED);
-	if (res == NULL || (r->recover && !recovered && r->reject_unrecoverable)) {
+	if (res == NULL || res->error || (r->recover && !recovered && r->reject_unrecoverable)) {
 		if (s) {
 			c->subs[idx] = c->subs[--c->nsubs];
 			client_sub_end(c, s);
 		}
-		client_reply_error(c, r->id, res ? PROTO_ERR_UNRECOVERABLE_POSITION : PROTO_ERR_INTERNAL);
+		client_reply_error(c, r->id, res == NULL ? PROTO_ERR_INTERNAL :
+		    res->error ? res->error : PROTO_ERR_UNRECOVERABLE_POSITION);
 		goto unsub;
 	}
 	memset(&out, 0, sizeof(out));
-	out.positioned = 1;
+	out.positioned = r->positioned;
 	out.recoverable = r->recoverable;
-	out.epoch = (struct proto_span){ res->epoch.p, res->epoch.len };
-	out.offset = res->offset;
+	if (r->positioned) {
+		out.epoch = (struct proto_span){ res->epoch.p, res->epoch.len };
+		out.offset = res->offset;
+	}
 	out.was_recovering = r->was_recovering;
 	out.recovered = recovered;
 	out.data = (struct proto_span){ r->data, r->data_len };
@@ -1424,10 +1476,12 @@ client_subscribe_done(void *arg, const struct msg *res)
 	if (client_send_out(c) != 0)
 		goto out;
 	if (s) {
-		s->hs.offset = res->offset;
-		if (res->epoch.len <= HUB_EPOCH_MAX) {
-			memcpy(s->hs.epoch, res->epoch.p, res->epoch.len);
-			s->hs.epoch[res->epoch.len] = '\0';
+		if (r->positioned) {
+			s->hs.offset = res->offset;
+			if (res->epoch.len <= HUB_EPOCH_MAX) {
+				memcpy(s->hs.epoch, res->epoch.p, res->epoch.len);
+				s->hs.epoch[res->epoch.len] = '\0';
+			}
 		}
 		s->hs.state = HUB_SUB_ACTIVE;
 	}
@@ -1572,10 +1626,13 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	    client_override(claims.force_positioning, o->force_positioning) ||
 	    (req->positioned && (o->allow_positioning || client_history_allowed(c, o, 1))));
 
-	if (positioned) {
+	if (positioned || client_multinode()) {
 		/* The broker answers through the fan-out ring, in order with the
-		 * publications: the reply is sent from client_subscribe_done(). */
+		 * publications: the reply is sent from client_subscribe_done().
+		 * With several nodes a subscription without position waits too:
+		 * until this node receives the channel's publications. */
 		struct client_req *r = client_req_new(c, cmd->id, PROTO_CMD_SUBSCRIBE);
+		r->positioned = positioned;
 		r->channel = xstrndup(req->channel.p, req->channel.len);
 		r->channel_len = req->channel.len;
 		r->recover = req->recover && recover;
@@ -1589,11 +1646,13 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 		claims.data = NULL;
 		s = client_sub_add(c, req->channel.p, req->channel.len, claims.info, claims.info_len,
 		    presence, join_leave, push_jl, 1);
+		s->hs.positioned = positioned != 0;
 		s->req = r;
 		claims.info = NULL;
 		if (sub_exp)
 			s->expire_at = client_sub_deadline(sub_exp);
-		client_sub_announce(c, s, o, MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0) | client_cache_mode(o),
+		client_sub_announce(c, s, o, positioned ?
+		    MSG_F_POSITION | (r->recover ? MSG_F_RECOVER : 0) | client_cache_mode(o) : 0,
 		    req->offset, req->epoch, client_subscribe_done, r);
 		auth_sub_claims_free(&claims);
 		return;

@@ -37,6 +37,11 @@ struct msg;
 void client_control(const struct msg *m);
 /* The broker restarted: every stream position held by a session is void. */
 void client_positions_lost(void);
+
+/* A new broker knows nothing of this worker: tell it again about every
+ * connection (user counts), subscription (interest, which a multi-node
+ * engine turns into PUB/SUB subscriptions) and presence. */
+void client_resync(void);
 struct conn *client_conn(const struct client *c);
 /* The hub dropped a subscription (hub_lost_fn). */
 void client_sub_lost(struct hub_sub *s, enum hub_lost_reason why);

@@ -79,6 +79,9 @@ struct engine {
 	 */
 	void (*position)(const struct msg_str *channel, const struct engine_read *r,
 	    engine_stream_cb cb, void *arg);
+	/* Calls cb(arg, 0) once this node receives the channel's
+	 * publications (a subscription without position), or with an error. */
+	void (*ready)(const struct msg_str *channel, engine_done_cb cb, void *arg);
 	/* Empties the history, keeping offset and epoch. */
 	void (*history_remove)(const struct msg_str *channel, engine_done_cb cb, void *arg);
 	/* The node's clients entering and leaving a channel's presence. */

@@ -217,6 +217,12 @@ mem_read(const struct msg_str *channel, const struct engine_read *r, engine_stre
 }
 
 static void
+mem_ready(const struct msg_str *channel, engine_done_cb cb, void *arg)
+{
+	cb(arg, 0);
+}
+
+static void
 mem_history_remove(const struct msg_str *channel, engine_done_cb cb, void *arg)
 {
 	struct stream *s = htab_get(&mem.streams, channel->p, channel->len);
@@ -322,6 +328,7 @@ const struct engine engine_memory = {
 	.publish = mem_publish,
 	.read = mem_read,
 	.position = mem_read,
+	.ready = mem_ready,
 	.history_remove = mem_history_remove,
 	.presence_add = mem_presence_noop,
 	.presence_remove = mem_presence_noop,

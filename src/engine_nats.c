@@ -33,6 +33,12 @@
 #include "wheel.h"
 #include "xmalloc.h"
 
+/* A channel this node receives. */
+struct nats_chan {
+	natsSubscription *sub;
+	int flushed;              /* the SUB is known to have reached the server */
+};
+
 /* Frames waiting for the broker thread: u32 subject length, subject,
  * u32 data length, data. */
 struct nats_queue {
@@ -46,7 +52,7 @@ static struct {
 	natsConnection *nc;
 	natsOptions *opts;
 	natsSubscription *control_sub;
-	struct htab subs;                 /* channel -> natsSubscription */
+	struct htab subs;                 /* channel -> struct nats_chan */
 	struct nats_queue q;
 	struct event *wake_ev;
 	char *client_prefix;              /* "P.client." */
@@ -189,6 +195,31 @@ nats_read(const struct msg_str *channel, const struct engine_read *r, engine_str
 	cb(arg, 108, 0, "", NULL, 0);
 }
 
+/* Our SUB must have reached the server before a publication from
+ * another connection can be relied on: one PING/PONG round trip, once per
+ * channel subscription (it blocks the broker for that round trip). */
+static void
+nats_ready(const struct msg_str *channel, engine_done_cb cb, void *arg)
+{
+	struct nats_chan *c = htab_get(&nt.subs, channel->p, channel->len);
+	natsStatus s;
+
+	if (c == NULL || !nats_connected()) {
+		cb(arg, 100);
+		return;
+	}
+	if (!c->flushed) {
+		s = natsConnection_FlushTimeout(nt.nc, nt.cfg->broker_nats_write_timeout);
+		if (s != NATS_OK) {
+			log_error("nats: flush: %s", natsStatus_GetText(s));
+			cb(arg, 100);
+			return;
+		}
+		c->flushed = 1;
+	}
+	cb(arg, 0);
+}
+
 static void
 nats_history_remove(const struct msg_str *channel, engine_done_cb cb, void *arg)
 {
@@ -232,21 +263,26 @@ nats_broadcast(const struct msg *m)
 static void
 nats_interest(const char *ch, size_t len, int on)
 {
-	natsSubscription *sub = htab_get(&nt.subs, ch, len);
+	struct nats_chan *c = htab_get(&nt.subs, ch, len);
 	struct buf subj = BUF_INIT;
+	natsSubscription *sub = NULL;
 	natsStatus s;
 
-	if (on && sub == NULL) {
+	if (on && c == NULL) {
 		nats_subject(&subj, ch, len);
 		s = natsConnection_Subscribe(&sub, nt.nc, buf_cstr(&subj), nats_on_msg, NULL);
-		if (s == NATS_OK)
-			htab_put(&nt.subs, ch, len, sub);
-		else
+		if (s == NATS_OK) {
+			c = xcalloc(1, sizeof(*c));
+			c->sub = sub;
+			htab_put(&nt.subs, ch, len, c);
+		} else {
 			log_error("nats: subscribe %s: %s", buf_cstr(&subj), natsStatus_GetText(s));
-	} else if (!on && sub) {
+		}
+	} else if (!on && c) {
 		htab_del(&nt.subs, ch, len);
-		natsSubscription_Unsubscribe(sub);
-		natsSubscription_Destroy(sub);
+		natsSubscription_Unsubscribe(c->sub);
+		natsSubscription_Destroy(c->sub);
+		free(c);
 	}
 	buf_free(&subj);
 }
@@ -330,8 +366,11 @@ nats_stop(void)
 	size_t it;
 	struct htab_entry *e;
 
-	for (e = htab_first(&nt.subs, &it); e; e = htab_next(&nt.subs, &it, e))
-		natsSubscription_Destroy(e->value);
+	for (e = htab_first(&nt.subs, &it); e; e = htab_next(&nt.subs, &it, e)) {
+		struct nats_chan *c = e->value;
+		natsSubscription_Destroy(c->sub);
+		free(c);
+	}
 	htab_free(&nt.subs);
 	natsSubscription_Destroy(nt.control_sub);
 	if (nt.nc) {
@@ -356,6 +395,7 @@ const struct engine engine_nats = {
 	.publish = nats_publish,
 	.read = nats_read,
 	.position = nats_read,
+	.ready = nats_ready,
 	.history_remove = nats_history_remove,
 	.presence_add = nats_presence_noop,
 	.presence_remove = nats_presence_noop,

@@ -184,9 +184,9 @@ struct redis_shard {
 struct redis_wait {
 	struct redis_wait *next;
 	struct engine_read r;
-	engine_stream_cb cb;
+	engine_stream_cb cb;      /* a position to read, or */
+	engine_done_cb done;      /* only the subscription to wait for */
 	void *arg;
-	unsigned tries;
 };
 
 /* A channel this node receives (or is about to, or just stopped). */
@@ -651,27 +651,57 @@ redis_read(const struct msg_str *channel, const struct engine_read *r, engine_st
 	redis_read_send(op);
 }
 
+/*
+ * 1 when the channel's subscription is confirmed; 0 when w (owned from
+ * now on) was queued until it is; -1 when nobody here receives the channel
+ * (the subscriber left already) or PUB/SUB is down (w freed).
+ */
+static int
+redis_wait_subscribed(const struct msg_str *channel, struct redis_wait *w)
+{
+	struct redis_chan *ch = htab_get(&rd.chans, channel->p, channel->len);
+	struct redis_wait **tail;
+
+	if (ch == NULL || !ch->wanted || rd.shards[ch->shard].sub.ac == NULL) {
+		free(w);
+		return -1;
+	}
+	if (ch->confirmed) {
+		free(w);
+		return 1;
+	}
+	for (tail = &ch->waiters; *tail; tail = &(*tail)->next)
+		;
+	*tail = w;
+	return 0;
+}
+
+static void
+redis_ready(const struct msg_str *channel, engine_done_cb cb, void *arg)
+{
+	struct redis_wait *w = xcalloc(1, sizeof(*w));
+	int rc;
+
+	w->done = cb;
+	w->arg = arg;
+	if ((rc = redis_wait_subscribed(channel, w)) != 0)
+		cb(arg, rc > 0 ? 0 : 100);
+}
+
 static void
 redis_position(const struct msg_str *channel, const struct engine_read *r,
     engine_stream_cb cb, void *arg)
 {
-	struct redis_chan *ch = htab_get(&rd.chans, channel->p, channel->len);
+	struct redis_wait *w = xcalloc(1, sizeof(*w));
 	struct redis_op *op;
+	int rc;
 
-	if (ch == NULL || !ch->wanted || rd.shards[ch->shard].sub.ac == NULL) {
-		/* Nobody here receives the channel (the subscriber left
-		 * already) or PUB/SUB is down: no position to promise. */
-		cb(arg, 100, 0, "", NULL, 0);
-		return;
-	}
-	if (!ch->confirmed) {
-		struct redis_wait *w = xcalloc(1, sizeof(*w)), **tail = &ch->waiters;
-		w->r = *r;
-		w->cb = cb;
-		w->arg = arg;
-		while (*tail)
-			tail = &(*tail)->next;
-		*tail = w;
+	w->r = *r;
+	w->cb = cb;
+	w->arg = arg;
+	if ((rc = redis_wait_subscribed(channel, w)) <= 0) {
+		if (rc < 0)
+			cb(arg, 100, 0, "", NULL, 0);
 		return;
 	}
 	op = redis_op_new(OP_POSITION, channel->p, channel->len);
@@ -880,7 +910,10 @@ redis_fail_waiters(struct redis_chan *c)
 	while (c->waiters) {
 		struct redis_wait *w = c->waiters;
 		c->waiters = w->next;
-		w->cb(w->arg, 100, 0, "", NULL, 0);
+		if (w->done)
+			w->done(w->arg, 100);
+		else
+			w->cb(w->arg, 100, 0, "", NULL, 0);
 		free(w);
 	}
 }
@@ -1094,13 +1127,17 @@ redis_on_pubsub(redisAsyncContext *ac, void *reply, void *priv)
 		/* The subscription is live: waiting positions can be read. */
 		while (c->confirmed && c->waiters) {
 			struct redis_wait *w = c->waiters;
-			struct redis_op *op = redis_op_new(OP_POSITION, ch, len);
 			c->waiters = w->next;
-			op->r = w->r;
-			op->stream_cb = w->cb;
-			op->arg = w->arg;
+			if (w->done) {
+				w->done(w->arg, 0);
+			} else {
+				struct redis_op *op = redis_op_new(OP_POSITION, ch, len);
+				op->r = w->r;
+				op->stream_cb = w->cb;
+				op->arg = w->arg;
+				redis_read_send(op);
+			}
 			free(w);
-			redis_read_send(op);
 		}
 	} else if (strcmp(kind->str, "unsubscribe") == 0) {
 		c->unsub_inflight = 0;
@@ -1441,6 +1478,7 @@ const struct engine engine_redis = {
 	.publish = redis_publish,
 	.read = redis_read,
 	.position = redis_position,
+	.ready = redis_ready,
 	.history_remove = redis_history_remove,
 	.presence_add = redis_presence_add,
 	.presence_remove = redis_presence_remove,

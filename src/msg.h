@@ -71,6 +71,8 @@ struct msg_str {
 #define MSG_F_STATS      0x80u   /* PRESENCE: counts only */
 #define MSG_F_CACHE      0x100u  /* SUBSCRIBE: cache recovery mode */
 #define MSG_F_BINARY     0x200u  /* PUBLISH, PUB: data is not valid JSON */
+#define MSG_F_LOST       0x400u  /* BROKER_START: same broker, but publications
+				  * may have been missed (engine reconnected) */
 
 /* MSG_CONTROL operations (in flags) and options */
 #define MSG_CTL_SUBSCRIBE   0x1000u

@@ -215,8 +215,14 @@ worker_on_fanout(const struct buf *rec)
 		client_control(&m);
 		break;
 	case MSG_BROKER_START:
-		if (m.generation > 1)
+		if (m.flags & MSG_F_LOST) {
 			client_positions_lost();
+		} else if (m.generation > 1) {
+			/* A respawned broker: our state first, then positioned
+			 * subscribers recover (their removal counts down). */
+			client_resync();
+			client_positions_lost();
+		}
 		break;
 	default:
 		break;
