@@ -157,6 +157,15 @@ describe('processes: titles and respawn', () => {
     // worker re-announced its channels, or the client resubscribed).
     await publishUntil(srv, 'chat:broker', (i) => ({ again: true, i }),
       () => sub.pubs.some((p) => p.data.again === true), { what: 'old subscriber to receive after broker respawn' });
+    // The new broker learnt the workers' state again: both connections and
+    // the channel's two subscribers are counted (info, channels).
+    const counted = await pollUntil(async () => {
+      const info = (await srv.api('info', {})).json.result.nodes[0];
+      const chans = (await srv.api('channels', {})).json.result.channels;
+      const n = chans['chat:broker'] && chans['chat:broker'].num_clients;
+      return info.num_clients >= 2 && n === 2 ? { info, chans } : null;
+    }, { timeout: 10000, what: 'connections and subscribers counted by the new broker' }).catch((e) => e);
+    assert.ok(!(counted instanceof Error), `after the respawn: ${counted.message}`);
   }, { timeout: 90000 });
 });
 

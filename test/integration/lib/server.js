@@ -217,9 +217,19 @@ class Server {
       await Promise.race([this.exited, sleep(5000)]);
     }
     live.delete(this);
+    // A sanitizer build reports memory errors, leaks and undefined
+    // behaviour on stderr (the log) without always failing a request:
+    // any such report fails the test that owned this server.
+    let report = null;
+    try {
+      const log = fs.readFileSync(this.logPath, 'utf8');
+      const at = log.search(/ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: /);
+      if (at >= 0) report = log.slice(Math.max(0, at - 200), at + 4000);
+    } catch { /* no log */ }
     if (!process.env.KEEP_TEST_LOGS) {
       try { fs.rmSync(this.dir, { recursive: true, force: true }); } catch { /* ignore */ }
     }
+    if (report) throw new Error(`sanitizer report in the server log (port ${this.port}):\n${report}`);
     return this.exit;
   }
 }
