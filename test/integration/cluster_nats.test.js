@@ -11,11 +11,10 @@ const assert = require('node:assert/strict');
 const { describe, before, after, afterEach } = require('node:test');
 
 const { assertHealthy } = require('./lib/harness');
-const { subscribeSdk, waitPub } = require('./lib/sdk');
 const { sleep, pollUntil } = require('./lib/util');
 const {
   natsSkip, startNats, uniquePrefix, startNodes, clusterTest,
-  apiOk, rawOn, sdkOn, closeAll, rawPub, infoOf, waitNodes,
+  apiOk, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, infoOf, waitNodes,
 } = require('./lib/services');
 
 const OPEN = { allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true };
@@ -58,28 +57,44 @@ describe('NATS broker: two nodes', { skip: natsSkip }, () => {
     const ch = uniq('chat');
     const ca = await sdkOn(A, 'na', open);
     const cb = await sdkOn(B, 'nb', open);
-    const sa = await subscribeSdk(ca, ch);
-    const sb = await subscribeSdk(cb, ch);
+    const sa = await subscribeOn(ca, ch, 'client on A');
+    const sb = await subscribeOn(cb, ch, 'client on B');
 
     assert.deepEqual(await apiOk(B, 'publish', { channel: ch, data: { n: 1, from: 'B' } }), {});
-    for (const s of [sa, sb]) assert.deepEqual((await waitPub(s, (p) => p.data.n === 1)).data, { n: 1, from: 'B' });
+    for (const s of [sa, sb]) assert.deepEqual((await waitPubOf(s, (p) => p.data.n === 1)).data, { n: 1, from: 'B' });
     assert.deepEqual(await apiOk(A, 'publish', { channel: ch, data: { n: 2, from: 'A' } }), {});
-    for (const s of [sa, sb]) assert.deepEqual((await waitPub(s, (p) => p.data.n === 2)).data, { n: 2, from: 'A' });
+    for (const s of [sa, sb]) assert.deepEqual((await waitPubOf(s, (p) => p.data.n === 2)).data, { n: 2, from: 'A' });
 
     await sa.publish({ n: 3, from: 'client on A' });
-    const got = await waitPub(sb, (p) => p.data.n === 3);
+    const got = await waitPubOf(sb, (p) => p.data.n === 3);
     assert.deepEqual(got.data, { n: 3, from: 'client on A' });
     assert.ok(got.info, `publisher info crosses nodes: ${JSON.stringify(got)}`);
     assert.equal(got.info.user, 'na');
     assert.equal(got.info.client, ca.ctx.client);
-    await waitPub(sa, (p) => p.data.n === 3);
+    await waitPubOf(sa, (p) => p.data.n === 3);
 
     // A last one from B behind the others: nothing was delivered twice.
     await apiOk(B, 'publish', { channel: ch, data: { n: 4 } });
     for (const s of [sa, sb]) {
-      await waitPub(s, (p) => p.data.n === 4);
+      await waitPubOf(s, (p) => p.data.n === 4);
       assert.deepEqual(s.pubs.map((p) => p.data.n).sort(), [1, 2, 3, 4], `once each: ${JSON.stringify(s.pubs.map((p) => p.data))}`);
     }
+  });
+
+  T('a publication sent right after the subscribe reply is delivered (100 fresh channels, subscribe on A, publish on B)', async () => {
+    const [A, B] = ctx.nodes;
+    const c = await rawOn(A, 'race', open);
+    const base = uniq('chat');
+    const lost = [];
+    for (let i = 0; i < 100 && lost.length < 5; i++) {
+      const ch = `${base}-${i}`;
+      const r = await c.subscribe(ch);
+      assert.ok(r.subscribe, JSON.stringify(r));
+      await apiOk(B, 'publish', { channel: ch, data: { i } });
+      const ok = await rawPub(c, ch, (p) => p.data.i === i, 2000).then(() => true, () => false);
+      if (!ok) lost.push(ch);
+    }
+    assert.deepEqual(lost, [], `publications lost although published after the subscribe reply (stops at 5): ${JSON.stringify(lost)}`);
   });
 
   T('info on A and on B lists both nodes with their clients', async (t) => {
@@ -136,10 +151,10 @@ describe('NATS broker: two nodes', { skip: natsSkip }, () => {
     const ch = uniq('chat');
     const ca = await sdkOn(A, 'no-a', open);
     const cb = await sdkOn(B, 'no-b', open);
-    const sa = await subscribeSdk(ca, ch);
-    const sb = await subscribeSdk(cb, ch);
+    const sa = await subscribeOn(ca, ch, 'client on A');
+    const sb = await subscribeOn(cb, ch, 'client on B');
     await apiOk(A, 'publish', { channel: ch, data: { n: 0 } });
-    for (const s of [sa, sb]) await waitPub(s, (p) => p.data.n === 0);
+    for (const s of [sa, sb]) await waitPubOf(s, (p) => p.data.n === 0);
 
     await nats.kill();
     t.diagnostic('nats-server killed');
@@ -162,14 +177,14 @@ describe('NATS broker: two nodes', { skip: natsSkip }, () => {
       k++;
       const r = await B.api('publish', { channel: ch, data: { n: k } }, { timeout: 30000 });
       if (!r.json || r.json.result === undefined) return false;
-      const okA = await waitPub(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
-      const okB = await waitPub(sb, (p) => p.data.n === k, 1500).then(() => true, () => false);
+      const okA = await waitPubOf(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
+      const okB = await waitPubOf(sb, (p) => p.data.n === k, 1500).then(() => true, () => false);
       return okA && okB;
     }, { timeout: 40000, interval: 300, what: 'publish on B delivered on A and B after NATS came back' });
     t.diagnostic(`delivery back after ${k} publish attempt(s)`);
     await apiOk(A, 'publish', { channel: ch, data: { n: 'final' } });
     for (const s of [sa, sb]) {
-      await waitPub(s, (p) => p.data.n === 'final');
+      await waitPubOf(s, (p) => p.data.n === 'final');
       const ns = s.pubs.map((p) => p.data.n);
       assert.equal(new Set(ns).size, ns.length, `no duplicates: ${JSON.stringify(ns)}`);
       assert.ok(!ns.includes(-1), `a publish answered with an error was not delivered: ${JSON.stringify(ns)}`);

@@ -19,11 +19,10 @@ const { describe, before, after, afterEach } = require('node:test');
 const { BIN, freePort } = require('./lib/server');
 const { toLibconfig, merge, defaultConfig } = require('./lib/config');
 const { assertHealthy } = require('./lib/harness');
-const { subscribeSdk, waitPub } = require('./lib/sdk');
 const { sleep, pollUntil } = require('./lib/util');
 const {
   redisSkip, startRedis, uniquePrefix, startNodes, killNodeTree, clusterTest,
-  apiOk, rawOn, sdkOn, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
+  apiOk, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
 } = require('./lib/services');
 
 const OPEN = {
@@ -86,12 +85,12 @@ describe('redis engine: two nodes, one redis', { skip: redisSkip }, () => {
     const ch = uniq('chat');
     const ca = await sdkOn(A, 'ua', open);
     const cb = await sdkOn(B, 'ub', open);
-    const sa = await subscribeSdk(ca, ch);
-    const sb = await subscribeSdk(cb, ch);
+    const sa = await subscribeOn(ca, ch, 'client on A');
+    const sb = await subscribeOn(cb, ch, 'client on B');
 
     assert.deepEqual(await apiOk(B, 'publish', { channel: ch, data: { text: 'from B', n: 1 } }), {});
     for (const s of [sa, sb]) {
-      const p = await waitPub(s, (x) => x.data.n === 1);
+      const p = await waitPubOf(s, (x) => x.data.n === 1);
       assert.deepEqual(p.data, { text: 'from B', n: 1 });
       assert.equal(p.channel, ch);
       assert.equal(p.info, undefined, 'API publication carries no publisher info');
@@ -100,10 +99,26 @@ describe('redis engine: two nodes, one redis', { skip: redisSkip }, () => {
     await apiOk(B, 'publish', { channel: ch, data: { n: 2 } });
     await apiOk(A, 'publish', { channel: ch, data: { n: 3 } });
     for (const s of [sa, sb]) {
-      await waitPub(s, (x) => x.data.n === 3);
-      await waitPub(s, (x) => x.data.n === 2);
+      await waitPubOf(s, (x) => x.data.n === 3);
+      await waitPubOf(s, (x) => x.data.n === 2);
       assert.deepEqual(s.pubs.map((x) => x.data.n).sort(), [1, 2, 3], `each publication once: ${JSON.stringify(s.pubs.map((x) => x.data))}`);
     }
+  });
+
+  T('a publication sent right after the subscribe reply is delivered (100 fresh channels, subscribe on A, publish on B)', async () => {
+    const [A, B] = ctx.nodes;
+    const c = await rawOn(A, 'race', open);
+    const base = uniq('chat');
+    const lost = [];
+    for (let i = 0; i < 100 && lost.length < 5; i++) {
+      const ch = `${base}-${i}`;
+      const r = await c.subscribe(ch);
+      assert.ok(r.subscribe, JSON.stringify(r));
+      await apiOk(B, 'publish', { channel: ch, data: { i } });
+      const ok = await rawPub(c, ch, (p) => p.data.i === i, 2000).then(() => true, () => false);
+      if (!ok) lost.push(ch);
+    }
+    assert.deepEqual(lost, [], `publications lost although published after the subscribe reply (stops at 5): ${JSON.stringify(lost)}`);
   });
 
   T('client publishes on B reach A: allow_publish_for_client and allow_publish_for_subscriber', async () => {
@@ -112,16 +127,16 @@ describe('redis engine: two nodes, one redis', { skip: redisSkip }, () => {
     const cb = await sdkOn(B, 'pb', open);
     for (const ns of ['chat', 'subpub']) {
       const ch = uniq(ns);
-      const sa = await subscribeSdk(ca, ch);
-      const sb = await subscribeSdk(cb, ch);
+      const sa = await subscribeOn(ca, ch, 'client on A');
+      const sb = await subscribeOn(cb, ch, 'client on B');
       if (ns === 'chat') await cb.publish(ch, { via: 'client.publish', ns });
       else await sb.publish({ via: 'sub.publish', ns });
-      const got = await waitPub(sa);
+      const got = await waitPubOf(sa);
       assert.deepEqual(got.data, { via: ns === 'chat' ? 'client.publish' : 'sub.publish', ns });
       assert.ok(got.info, `client publication carries publisher info: ${JSON.stringify(got)}`);
       assert.equal(got.info.user, 'pb');
       assert.equal(got.info.client, cb.ctx.client);
-      const own = await waitPub(sb);
+      const own = await waitPubOf(sb);
       assert.deepEqual(own.data, got.data, 'the publisher (on B) gets its own publication too');
     }
   });
@@ -337,10 +352,10 @@ describe('redis engine: redis-server killed and restarted', { skip: redisSkip },
     const hch = uniq('hist');
     const ca = await sdkOn(A, 'out-a', open);
     const cb = await sdkOn(B, 'out-b', open);
-    const sa = await subscribeSdk(ca, ch);
-    const sb = await subscribeSdk(cb, ch);
+    const sa = await subscribeOn(ca, ch, 'client on A');
+    const sb = await subscribeOn(cb, ch, 'client on B');
     await apiOk(B, 'publish', { channel: ch, data: { n: 0 } });
-    for (const s of [sa, sb]) await waitPub(s, (p) => p.data.n === 0);
+    for (const s of [sa, sb]) await waitPubOf(s, (p) => p.data.n === 0);
     await apiOk(A, 'publish', { channel: hch, data: { h: 1 } });
 
     await redis.kill();
@@ -372,15 +387,15 @@ describe('redis engine: redis-server killed and restarted', { skip: redisSkip },
       k++;
       const r = await A.api('publish', { channel: ch, data: { n: k } }, { timeout: 30000 });
       if (!r.json || r.json.result === undefined) return false;
-      const okA = await waitPub(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
-      const okB = await waitPub(sb, (p) => p.data.n === k, 1500).then(() => true, () => false);
+      const okA = await waitPubOf(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
+      const okB = await waitPubOf(sb, (p) => p.data.n === k, 1500).then(() => true, () => false);
       return okA && okB;
     }, { timeout: 40000, interval: 300, what: 'publish on A delivered on A and B after redis came back' });
     t.diagnostic(`delivery back after ${k} publish attempt(s)`);
 
     // Normal service: a publication from B arrives on both, history works again.
     await apiOk(B, 'publish', { channel: ch, data: { n: 'final' } });
-    for (const s of [sa, sb]) await waitPub(s, (p) => p.data.n === 'final');
+    for (const s of [sa, sb]) await waitPubOf(s, (p) => p.data.n === 'final');
     const res = await apiOk(A, 'publish', { channel: hch, data: { h: 2 } });
     assert.equal(typeof res.offset, 'number', JSON.stringify(res));
     const hist = await apiOk(B, 'history', { channel: hch, limit: -1 });

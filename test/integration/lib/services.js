@@ -392,6 +392,25 @@ async function sdkOn(node, user, open) {
   return c;
 }
 
+// centrifuge-js subscription to `channel` on SDK client `c`, labelled (e.g.
+// "client on A") for failure messages; publications collect on sub.pubs.
+async function subscribeOn(c, channel, label) {
+  const { subscribeSdk } = require('./sdk');
+  const sub = await subscribeSdk(c, channel);
+  sub.label = label;
+  return sub;
+}
+
+// waitPub (lib/sdk.js) whose timeout names the subscription's label and
+// what it received.
+function waitPubOf(sub, pred = () => true, timeout = 8000) {
+  const { waitPub } = require('./sdk');
+  return waitPub(sub, pred, timeout).catch((e) => {
+    e.message += ` [${sub.label || 'subscription'} in ${sub.channel}; received ${JSON.stringify(sub.pubs.map((p) => p.data))}]`;
+    throw e;
+  });
+}
+
 function closeAll(list) {
   for (const c of list.splice(0)) {
     try { if (c.disconnect) c.disconnect(); else c.close(); } catch { /* ignore */ }
@@ -465,5 +484,5 @@ module.exports = {
   RedisService, NatsService, startRedis, startNats,
   redisCommand, respEncode, respParse, tcpExchange,
   uniquePrefix, startNodes, killNodeTree, describeAll, clusterTest,
-  apiOk, rawOn, sdkOn, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
+  apiOk, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
 };
