@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "msg.h"
 #include "proto.h"
+#include "shm.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -115,6 +116,8 @@ enum api_method {
 	API_METHOD_COUNT,
 	API_UNKNOWN = API_METHOD_COUNT
 };
+
+_Static_assert(API_METHOD_COUNT <= SHM_API_METHODS, "every method has a metrics slot");
 
 static const char *const api_method_names[API_METHOD_COUNT] = {
 	[API_PUBLISH] = "publish",
@@ -327,7 +330,13 @@ api_job_finish(struct api_job *job)
 	}
 	}
 	loop_http_respond(job->req, status, API_CONTENT_TYPE, b.data ? b.data : "", b.len);
-	metrics_api_done(job->started_us);
+	/* One observation per command, labelled with its method, as
+	 * Centrifugo does (a batch is its commands; unknown methods are not
+	 * observed).  Commands of one request are answered together, so each
+	 * one's duration is the request's. */
+	for (size_t i = 0; i < job->ncmds; i++)
+		if (job->cmds[i]->method < API_BATCH)
+			metrics_api_done(job->cmds[i]->method, job->started_us);
 	buf_free(&b);
 	api_job_free(job);
 }
@@ -1445,7 +1454,8 @@ api_metrics_done(void *arg, const struct msg *res)
 	struct http_req *r = arg;
 	struct buf b = BUF_INIT;
 
-	metrics_write(&b, res ? res->num_users : 0, res ? res->offset : 0);
+	metrics_write(&b, res ? res->num_users : 0, res ? res->offset : 0,
+	    api_method_names, API_BATCH);
 	loop_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8",
 	    b.data ? b.data : "", b.len);
 	buf_free(&b);
@@ -1492,7 +1502,6 @@ api_handle(struct http_req *r, enum api_listener where)
 		api_plain(r, 401, NULL);
 		return;
 	}
-	metrics_api_call();
 	if (path[plen] == '\0' || strcmp(path + plen, "/") == 0)
 		api_legacy(r);
 	else
