@@ -94,9 +94,9 @@ metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels,
 	    "Bytes of client protocol messages received.", "{transport=\"websocket\"}",
 	    METRICS_SUM(bytes_received));
 	metrics_one(b, "centrifugo_node_client_connection_limit", "counter",
-	    "Number of refused requests due to node client connection limit.", "",
+	    "WebSocket upgrades refused (503) by client.connection_limit.", "",
 	    METRICS_SUM(conn_limit_refused));
-	buf_puts(b, "# HELP centrifugo_api_command_duration_seconds Duration of API per command.\n"
+	buf_puts(b, "# HELP centrifugo_api_command_duration_seconds Server API command durations by method.\n"
 	    "# TYPE centrifugo_api_command_duration_seconds summary\n");
 	for (unsigned i = 0; i < n && i < SHM_API_METHODS; i++) {
 		buf_printf(b, "centrifugo_api_command_duration_seconds_sum{protocol=\"http\",method=\"%s\"} %.6f\n"
