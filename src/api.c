@@ -34,6 +34,7 @@
 #include "msg.h"
 #include "node.h"
 #include "proto.h"
+#include "shm.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -116,6 +117,8 @@ enum api_method {
 	API_METHOD_COUNT,
 	API_UNKNOWN = API_METHOD_COUNT
 };
+
+_Static_assert(API_METHOD_COUNT <= SHM_API_METHODS, "every method has a metrics slot");
 
 static const char *const api_method_names[API_METHOD_COUNT] = {
 	[API_PUBLISH] = "publish",
@@ -328,7 +331,13 @@ api_job_finish(struct api_job *job)
 	}
 	}
 	loop_http_respond(job->req, status, API_CONTENT_TYPE, b.data ? b.data : "", b.len);
-	metrics_api_done(job->started_us);
+	/* One observation per command, labelled with its method, as
+	 * Centrifugo does (a batch is its commands; unknown methods are not
+	 * observed).  Commands of one request are answered together, so each
+	 * one's duration is the request's. */
+	for (size_t i = 0; i < job->ncmds; i++)
+		if (job->cmds[i]->method < API_BATCH)
+			metrics_api_done(job->cmds[i]->method, job->started_us);
 	buf_free(&b);
 	api_job_free(job);
 }
@@ -1414,7 +1423,8 @@ api_metrics_done(void *arg, const struct msg *res)
 	struct http_req *r = arg;
 	struct buf b = BUF_INIT;
 
-	metrics_write(&b, res ? res->num_users : 0, res ? res->offset : 0);
+	metrics_write(&b, res ? res->num_users : 0, res ? res->offset : 0,
+	    api_method_names, API_BATCH);
 	loop_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8",
 	    b.data ? b.data : "", b.len);
 	buf_free(&b);
@@ -1461,7 +1471,6 @@ api_handle(struct http_req *r, enum api_listener where)
 		api_plain(r, 401, NULL);
 		return;
 	}
-	metrics_api_call();
 	if (path[plen] == '\0' || strcmp(path + plen, "/") == 0)
 		api_legacy(r);
 	else

@@ -14,6 +14,7 @@
  *
  * Runs in: worker processes.
  */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -219,6 +220,53 @@ client_reconfigure(const struct config *cfg, struct buf *err)
 	g.sub_verifier = sub;
 	g.cfg = cfg;
 	return 0;
+}
+
+/* One more upgrade in the current one-second window of the node, unless
+ * `limit` of them were admitted already: returns 1 if admitted. */
+static int
+client_rate_take(int64_t limit)
+{
+	_Atomic uint64_t *state = &shm_header(heritage.shm)->conn_rate;
+	uint64_t sec = (uint64_t)(wheel_now_ms() / 1000) & 0xffffffffu;
+	uint64_t cur = atomic_load(state), next;
+
+	do {
+		if (cur >> 32 != sec)
+			next = sec << 32 | 1;   /* a new window: this is its first */
+		else if ((int64_t)(cur & 0xffffffffu) >= limit)
+			return 0;
+		else
+			next = cur + 1;
+	} while (!atomic_compare_exchange_weak(state, &cur, next));
+	return 1;
+}
+
+int
+client_admit(void)
+{
+	static uint64_t logged_ms;
+	int64_t limit = g.cfg->client_connection_limit;
+	int64_t rate = g.cfg->client_connection_rate_limit;
+	uint64_t now, n = 0;
+
+	if (rate > 0 && !client_rate_take(rate < 0xffffffffLL ? rate : 0xffffffffLL))
+		return 503;
+	if (limit <= 0)
+		return 0;
+	for (unsigned w = 0; w < heritage.nworkers; w++)
+		n += atomic_load(&shm_slot(heritage.shm, w)->connections);
+	if ((int64_t)n < limit)
+		return 0;
+	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->conn_limit_refused, 1);
+	now = wheel_now_ms();
+	if (logged_ms == 0 || now - logged_ms >= 3000) {
+		/* once in 3 s per worker, whatever the rate of refusals */
+		log_warn("node connection limit reached (client.connection_limit %" PRId64
+		    "): WebSocket upgrade answered 503", limit);
+		logged_ms = now;
+	}
+	return 503;
 }
 
 /* n random bytes from the worker's pool (refilled with one getrandom()

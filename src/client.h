@@ -22,6 +22,14 @@ void client_init(const struct config *cfg);
 /* Reload: new sessions and commands use cfg; live sessions stay.  Returns
  * 0, or -1 (nothing changed) with the reason in err. */
 int client_reconfigure(const struct config *cfg, struct buf *err);
+/*
+ * A WebSocket upgrade request arrived (before it is accepted): 0 to accept
+ * it, or 503 when client.connection_rate_limit (node-wide, fixed one-second
+ * windows) or client.connection_limit (connected clients of the whole node)
+ * refuses it, as Centrifugo's HTTP middleware does.  Every call counts
+ * towards the rate limit, refused or not.
+ */
+int client_admit(void);
 /* A WebSocket opened; returns the session bound to it. */
 struct client *client_new(struct conn *conn, const struct loop_ws_info *info);
 /* One complete WebSocket message from the client. */

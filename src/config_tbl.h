@@ -136,12 +136,12 @@ CONFIG_OPT(client_channel_position_check_delay, "client.channel_position_check_d
 	"Interval of stream position checks of positioned subscriptions.")
 CONFIG_OPT(client_channel_position_max_time_lag, "client.channel_position_max_time_lag", DURATION, "0", 0, INT64_MAX, NULL, CFG_RESTART,
 	"When positive, a publication lag above this also counts as a lost position.")
-CONFIG_OPT(client_connection_limit, "client.connection_limit", INT, "0", 0, INT64_MAX, NULL, CFG_RESTART,
-	"Maximum number of concurrent connections of the node. 0 means unlimited.")
+CONFIG_OPT(client_connection_limit, "client.connection_limit", INT, "0", 0, INT64_MAX, NULL, CFG_RELOAD,
+	"Maximum number of concurrent client connections of the node (all workers together; a connection counts once its connect command succeeded). When reached, a new WebSocket upgrade is answered HTTP 503 with an empty body and counted in centrifugo_node_client_connection_limit; existing connections are untouched. 0 means unlimited.")
 CONFIG_OPT(client_user_connection_limit, "client.user_connection_limit", INT, "0", 0, INT64_MAX, NULL, CFG_RESTART,
 	"Maximum number of connections of one user ID on the node. 0 means unlimited.")
-CONFIG_OPT(client_connection_rate_limit, "client.connection_rate_limit", INT, "0", 0, INT64_MAX, NULL, CFG_RESTART,
-	"Maximum number of new connection requests per second on the node. 0 means unlimited.")
+CONFIG_OPT(client_connection_rate_limit, "client.connection_rate_limit", INT, "0", 0, INT64_MAX, NULL, CFG_RELOAD,
+	"Maximum number of new WebSocket connection requests per second on the node (all workers together, counted in fixed one-second windows). Requests beyond it are answered HTTP 503 with an empty body. 0 means unlimited.")
 CONFIG_OPT(client_connect_include_server_time, "client.connect_include_server_time", BOOL, "false", 0, 0, NULL, CFG_RESTART,
 	"Add the server time (Unix milliseconds) to the connect reply.")
 CONFIG_OPT(client_history_max_publication_limit, "client.history_max_publication_limit", INT, "300", 0, INT32_MAX, NULL, CFG_RESTART,

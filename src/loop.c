@@ -1362,6 +1362,10 @@ loop_hconn_parse(struct hconn *hc)
 
 			if (strcmp(r->path, l->ws_path)) {
 				status = 404;
+			} else if (l->h.ws_admit &&
+				   (status = l->h.ws_admit(l->hctx)) != 0) {
+				/* refused (limits) before the origin check,
+				 * as Centrifugo's middleware runs first */
 			} else {
 				v = loop_raw_header(r->raw, "origin");
 				if (v && !loop_origin_allowed(l, v)) {

@@ -66,6 +66,10 @@ struct loop_handlers {
 	 * loop_conn_close).  Called exactly once per ws_open; the conn must not
 	 * be used afterwards. */
 	void (*ws_closed)(void *user);
+	/* Optional (NULL: accept all).  A WebSocket upgrade on ws_path from an
+	 * allowed origin is about to be accepted: returns 0 to go on, or an
+	 * HTTP status (e.g. 503) answered instead, with an empty body. */
+	int (*ws_admit)(void *ctx);
 	/* Any HTTP request that is not a WebSocket upgrade on ws_path, with its
 	 * whole body read.  The handler must call loop_http_respond() exactly
 	 * once, now or later. */

@@ -16,12 +16,6 @@
 #include "shm.h"
 #include "vmb.h"
 
-void
-metrics_api_call(void)
-{
-	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->api_calls, 1);
-}
-
 uint64_t
 metrics_now_us(void)
 {
@@ -32,10 +26,14 @@ metrics_now_us(void)
 }
 
 void
-metrics_api_done(uint64_t started_us)
+metrics_api_done(unsigned method, uint64_t started_us)
 {
-	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->api_duration_us,
-	    metrics_now_us() - started_us);
+	struct proc_slot_shm *s = shm_slot(heritage.shm, heritage.worker_id);
+
+	if (method >= SHM_API_METHODS)
+		return;
+	atomic_fetch_add(&s->api_calls[method], 1);
+	atomic_fetch_add(&s->api_duration_us[method], metrics_now_us() - started_us);
 }
 
 /* Sums one counter over the worker slots. */
@@ -64,7 +62,8 @@ metrics_started(unsigned idx)
 }
 
 void
-metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels)
+metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels,
+    const char *const *api_names, unsigned n)
 {
 	struct ring_shm *fan = shm_fanout(heritage.shm);
 	struct proc_slot_shm *broker = shm_slot(heritage.shm, heritage.nworkers);
@@ -94,11 +93,17 @@ metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels)
 	metrics_one(b, "centrifugo_transport_messages_received_size", "counter",
 	    "Bytes of client protocol messages received.", "{transport=\"websocket\"}",
 	    METRICS_SUM(bytes_received));
-	buf_printf(b, "# HELP centrifugo_api_command_duration_seconds Server API request durations.\n"
-	    "# TYPE centrifugo_api_command_duration_seconds summary\n"
-	    "centrifugo_api_command_duration_seconds_sum{protocol=\"http\"} %.6f\n"
-	    "centrifugo_api_command_duration_seconds_count{protocol=\"http\"} %" PRIu64 "\n",
-	    (double)METRICS_SUM(api_duration_us) / 1e6, METRICS_SUM(api_calls));
+	metrics_one(b, "centrifugo_node_client_connection_limit", "counter",
+	    "WebSocket upgrades refused (503) by client.connection_limit.", "",
+	    METRICS_SUM(conn_limit_refused));
+	buf_puts(b, "# HELP centrifugo_api_command_duration_seconds Server API command durations by method.\n"
+	    "# TYPE centrifugo_api_command_duration_seconds summary\n");
+	for (unsigned i = 0; i < n && i < SHM_API_METHODS; i++) {
+		buf_printf(b, "centrifugo_api_command_duration_seconds_sum{protocol=\"http\",method=\"%s\"} %.6f\n"
+		    "centrifugo_api_command_duration_seconds_count{protocol=\"http\",method=\"%s\"} %" PRIu64 "\n",
+		    api_names[i], (double)METRICS_SUM(api_duration_us[i]) / 1e6,
+		    api_names[i], METRICS_SUM(api_calls[i]));
+	}
 	buf_puts(b, "# HELP centrifugo_node_build Node build information.\n"
 	    "# TYPE centrifugo_node_build gauge\n"
 	    "centrifugo_node_build{version=\"" CENTRIFUGO_COMPAT_VERSION "\",server=\""

@@ -28,8 +28,10 @@
 #include "vmb.h"
 
 #define SHM_MAGIC 0x43464d4853474553ULL /* "SEGSHMFC" */
-#define SHM_LAYOUT_VERSION 1
+#define SHM_LAYOUT_VERSION 2
 #define SHM_MAX_WORKERS RING_MAX_READERS
+/* Server API methods counted one by one in each slot (api.c's numbering). */
+#define SHM_API_METHODS 16
 
 /* Defaults used when a shm_params size is 0. */
 #define SHM_DEFAULT_FANOUT_BYTES ((size_t)16 << 20)  /* 16 MiB */
@@ -45,8 +47,9 @@ struct shm_params {
 
 /*
  * One per process (workers 0..nworkers-1, then the broker).  The owner
- * writes its own slot (relaxed atomics through vmb.h); the supervisor reads
- * all of them for health and metrics.  Exactly one cache line.
+ * writes its own slot (relaxed atomics through vmb.h); the supervisor and
+ * the workers read all of them for health, metrics and the node-wide
+ * connection limit.  Cache-line aligned so no two owners share a line.
  */
 struct proc_slot_shm {
 	_Atomic int32_t pid;                 /* 0 while not running */
@@ -58,11 +61,12 @@ struct proc_slot_shm {
 	_Atomic uint64_t messages_sent;
 	_Atomic uint64_t messages_received;
 	_Atomic uint64_t ring_overruns;
-	_Atomic uint64_t api_calls;          /* server API requests */
-	_Atomic uint64_t api_duration_us;    /* their summed durations */
 	_Atomic uint64_t connections_accepted;
 	_Atomic uint64_t bytes_sent;         /* client protocol bytes queued */
 	_Atomic uint64_t bytes_received;
+	_Atomic uint64_t conn_limit_refused; /* upgrades answered 503 (connection_limit) */
+	_Atomic uint64_t api_calls[SHM_API_METHODS];       /* server API commands, by method */
+	_Atomic uint64_t api_duration_us[SHM_API_METHODS]; /* their summed durations */
 } CACHELINE_ALIGNED;
 
 struct shm_hdr_shm {
@@ -74,6 +78,12 @@ struct shm_hdr_shm {
 	uint64_t slots_off;
 	uint64_t rings_off;
 	uint64_t fanout_off;
+	/*
+	 * client.connection_rate_limit, node-wide: the CLOCK_MONOTONIC second
+	 * of the current window in the high 32 bits, upgrades admitted in it in
+	 * the low 32.  Workers update it with compare-and-swap (metrics.c).
+	 */
+	_Atomic uint64_t conn_rate;
 } CACHELINE_ALIGNED;
 
 /* Process-local handle (copied into children by fork). */

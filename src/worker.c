@@ -335,6 +335,12 @@ worker_ws_open(void *ctx, struct conn *c, const struct loop_ws_info *info)
 	return client_new(c, info);
 }
 
+static int
+worker_ws_admit(void *ctx)
+{
+	return client_admit();
+}
+
 static void
 worker_ws_message(void *user, const char *data, size_t len, int binary)
 {
@@ -384,6 +390,7 @@ worker_main(void)
 	struct loop_params lp;
 	struct loop_handlers lh = {
 		.ws_open = worker_ws_open,
+		.ws_admit = worker_ws_admit,
 		.ws_message = worker_ws_message,
 		.ws_closed = worker_ws_closed,
 		.http_request = worker_http_request,

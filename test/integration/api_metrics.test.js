@@ -181,7 +181,32 @@ describe('GET /metrics', () => {
       const now = after.samples.find((x) => x.name === s.name && JSON.stringify(x.labels) === JSON.stringify(s.labels));
       if (now) assert.ok(now.value >= s.value, `${s.name}${JSON.stringify(s.labels)} went down: ${s.value} → ${now.value}`);
     }
-  }, { todo: 'api_command_duration_seconds{method} and transport_messages_sent* not implemented yet' });
+  });
+
+  h.test('API command durations per method: publish and info apart, batch counted by its commands (issue 5)', async (t, srv) => {
+    const before = (await scrape(srv)).prom;
+    const count = (prom, method) => total(prom, 'centrifugo_api_command_duration_seconds_count', { protocol: 'http', method });
+    const sum = (prom, method) => total(prom, 'centrifugo_api_command_duration_seconds_sum', { protocol: 'http', method });
+    for (let i = 0; i < 3; i++) await srv.publish('mx:per-method', { i });
+    for (let i = 0; i < 2; i++) assert.equal((await srv.api('info', {})).status, 200);
+    const b = await srv.api('batch', { commands: [{ history: { channel: 'mx:per-method', limit: 1 } }, { channels: {} }] });
+    assert.equal(b.status, 200, b.text);
+    // The counters live in each worker's slot; whichever worker answers the
+    // scrape sums them all.
+    const after = (await scrape(srv)).prom;
+    const d = (method) => count(after, method) - count(before, method);
+    assert.equal(d('publish'), 3, 'publish calls');
+    assert.equal(d('info'), 2, 'info calls');
+    assert.equal(d('history'), 1, 'history inside a batch');
+    assert.equal(d('channels'), 1, 'channels inside a batch');
+    assert.equal(d('presence'), 0, 'presence not called');
+    assert.ok(sum(after, 'publish') > sum(before, 'publish'), 'publish durations summed');
+    assert.ok(sum(after, 'info') > sum(before, 'info'), 'info durations summed');
+    const labels = new Set(after.samples.filter((x) => x.name === 'centrifugo_api_command_duration_seconds_count').map((x) => x.labels.method));
+    assert.ok(!labels.has(undefined), 'every series has a method label');
+    assert.ok(!labels.has('batch'), 'a batch is observed as its commands, as Centrifugo does');
+    assert.equal(after.types.centrifugo_api_command_duration_seconds, 'summary');
+  });
 
   h.test('transport messages received count client commands', async (t, srv) => {
     const before = (await scrape(srv)).prom;

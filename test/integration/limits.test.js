@@ -1,0 +1,146 @@
+'use strict';
+// Node-wide connection limits (issue 5, config.md client.connection_limit
+// and client.connection_rate_limit): over either one a WebSocket upgrade is
+// answered HTTP 503 before the upgrade, as Centrifugo's HTTP middleware does;
+// open connections are untouched; both count every worker together and are
+// applied by a reload.
+
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const { describe, afterEach } = require('node:test');
+const WebSocket = require('ws');
+
+const { useServer, assertHealthy } = require('./lib/harness');
+const { toLibconfig, merge } = require('./lib/config');
+const { rawClient } = require('./lib/wsclient');
+const { pollUntil, sleep } = require('./lib/util');
+
+// One upgrade attempt: resolves { status: 101, ws } when the WebSocket opened,
+// { status: N } when the server answered HTTP N instead, { error } when the
+// attempt failed otherwise (reset, timeout: what a crash would look like).
+function tryUpgrade(url) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, [], { perMessageDeflate: false, handshakeTimeout: 10000 });
+    let done = false;
+    const finish = (v) => { if (!done) { done = true; resolve(v); } };
+    ws.on('open', () => finish({ status: 101, ws }));
+    ws.on('unexpected-response', (req, res) => {
+      res.resume();
+      finish({ status: res.statusCode, contentLength: res.headers['content-length'] });
+      req.destroy();
+    });
+    ws.on('error', (error) => finish({ error }));
+  });
+}
+
+const metric = async (srv, name) => {
+  const r = await srv.http('GET', '/metrics');
+  assert.equal(r.status, 200);
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(r.text);
+  return m ? Number(m[1]) : null;
+};
+
+// Rewrites the server's configuration with `over` and sends SIGHUP.
+function reloadWith(srv, over) {
+  srv.config = merge(srv.config, over);
+  fs.writeFileSync(srv.configPath, toLibconfig(srv.config));
+  process.kill(srv.pid, 'SIGHUP');
+}
+
+describe('client.connection_limit', () => {
+  const h = useServer({ workers: 2, client: { connection_limit: 3 } });
+  const open = [];
+  // Closes this test's clients and waits until the node counts none, so the
+  // next test starts below the limit.
+  afterEach(async () => {
+    for (const c of open.splice(0)) c.close();
+    if (h.server) {
+      await pollUntil(async () => await metric(h.server, 'centrifugo_node_num_clients') === 0,
+        { what: 'centrifugo_node_num_clients back to 0' });
+    }
+  });
+
+  h.test('the 4th connection gets 503, the 3 others stay; after one closes a new one connects', async (t, srv) => {
+    for (let i = 0; i < 3; i++) open.push(await rawClient(srv.wsUrl, { connect: true }));
+    const refusedBefore = await metric(srv, 'centrifugo_node_client_connection_limit');
+    assert.equal(typeof refusedBefore, 'number', 'centrifugo_node_client_connection_limit is exported');
+    // Several attempts, so both workers are asked: the limit is node-wide.
+    for (let i = 0; i < 6; i++) {
+      const r = await tryUpgrade(srv.wsUrl);
+      if (r.ws) r.ws.close();
+      assert.equal(r.status, 503, `attempt ${i}: ${r.error ? r.error.message : r.status}`);
+      assert.equal(r.contentLength, '0', 'a plain empty 503');
+    }
+    assert.ok(await metric(srv, 'centrifugo_node_client_connection_limit') >= refusedBefore + 6, 'refusals counted');
+    // The three are untouched and still served.
+    for (const c of open) {
+      assert.equal(c.closeInfo, null);
+      const rep = await c.subscribe(`lim-${c.clientId}`);
+      assert.ok(rep.subscribe, JSON.stringify(rep));
+    }
+    // One leaves: a new connection gets in (once the worker saw the close).
+    open.shift().close();
+    const fresh = await pollUntil(async () => {
+      const r = await tryUpgrade(srv.wsUrl);
+      assert.ok(r.status === 101 || r.status === 503, `upgrade: ${r.error ? r.error.message : r.status}`);
+      if (r.status === 101) return r.ws;
+      return null;
+    }, { what: 'a connection accepted after one of three closed' });
+    fresh.close();
+    const c = await rawClient(srv.wsUrl, { connect: true });
+    open.push(c);
+    // At the limit again.
+    const r = await tryUpgrade(srv.wsUrl);
+    if (r.ws) r.ws.close();
+    assert.equal(r.status, 503);
+    assert.ok(srv.exit === null, 'server still running');
+  });
+
+  h.test('other HTTP requests are not limited: /health, the API', async (t, srv) => {
+    for (let i = 0; i < 3; i++) open.push(await rawClient(srv.wsUrl, { connect: true }));
+    assert.equal(await srv.health(), 200);
+    const r = await srv.api('info', {});
+    assert.equal(r.status, 200);
+  });
+
+  h.test('a reload raises the limit without dropping anyone', async (t, srv) => {
+    for (let i = 0; i < 3; i++) open.push(await rawClient(srv.wsUrl, { connect: true }));
+    assert.equal((await tryUpgrade(srv.wsUrl)).status, 503);
+    reloadWith(srv, { client: { connection_limit: 4 } });
+    const c = await pollUntil(async () => {
+      const r = await tryUpgrade(srv.wsUrl);
+      if (r.ws) r.ws.close();
+      return r.status === 101 ? rawClient(srv.wsUrl, { connect: true }).catch(() => null) : null;
+    }, { what: 'a 4th connection after the reload to connection_limit 4' });
+    open.push(c);
+    for (const x of open) assert.equal(x.closeInfo, null, 'nobody was dropped');
+    // Back to 3 for the other tests of this block.
+    reloadWith(srv, { client: { connection_limit: 3 } });
+  });
+});
+
+describe('client.connection_rate_limit', () => {
+  const h = useServer({ workers: 2, client: { connection_rate_limit: 5 } });
+
+  h.test('a burst beyond the rate gets 503 and nothing breaks; later a new connection succeeds', async (t, srv) => {
+    const N = 40;
+    const results = await Promise.all(Array.from({ length: N }, () => tryUpgrade(srv.wsUrl)));
+    for (const r of results) if (r.ws) r.ws.close();
+    const statuses = results.map((r) => (r.error ? `error ${r.error.message}` : r.status));
+    const odd = statuses.filter((s) => s !== 101 && s !== 503);
+    assert.deepEqual(odd, [], `every attempt opened or got 503: ${statuses.join(' ')}`);
+    assert.ok(statuses.includes(503), `some got 503: ${statuses.join(' ')}`);
+    assert.ok(statuses.filter((s) => s === 101).length < N, 'not all were admitted');
+    // After a pause a new connection gets in (the window moved on).
+    await sleep(1100);
+    const c = await pollUntil(() => rawClient(srv.wsUrl, { connect: true }).catch(() => null),
+      { what: 'a connection accepted after the burst' });
+    c.close();
+    assert.equal(srv.exit, null);
+  });
+
+  h.test('the server stays healthy (no worker died)', async (t, srv) => {
+    await sleep(1100);
+    await assertHealthy(srv);
+  });
+});
