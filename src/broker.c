@@ -465,22 +465,16 @@ broker_forget_worker(unsigned w)
 			struct presence_entry *e = pe->value;
 			if (e->worker != w)
 				continue;
-			buf_append(&keys, &ce->klen, sizeof(ce->klen));
-			buf_append(&keys, ce->key, ce->klen);
-			buf_append(&keys, &pe->klen, sizeof(pe->klen));
-			buf_append(&keys, pe->key, pe->klen);
+			buf_put_item(&keys, ce->key, ce->klen);
+			buf_put_item(&keys, pe->key, pe->klen);
 		}
 	}
-	for (size_t off = 0; off < keys.len;) {
+	{
+		size_t off = 0;
 		uint32_t cl, kl;
 		const char *c, *k;
-		memcpy(&cl, keys.data + off, sizeof(cl));
-		c = keys.data + off + sizeof(cl);
-		off += sizeof(cl) + cl;
-		memcpy(&kl, keys.data + off, sizeof(kl));
-		k = keys.data + off + sizeof(kl);
-		off += sizeof(kl) + kl;
-		broker_presence_remove(c, cl, k, kl, 1);
+		while (buf_next_item(&keys, &off, &c, &cl) && buf_next_item(&keys, &off, &k, &kl))
+			broker_presence_remove(c, cl, k, kl, 1);
 	}
 	buf_free(&keys);
 	counts_forget(&broker.interest, w, &broker.nsubs, 1);
@@ -707,22 +701,19 @@ counts_forget(struct htab *t, unsigned w, uint64_t *sum, int interest)
 	size_t it;
 	struct htab_entry *e;
 
+	const char *k;
+	uint32_t kl;
+	size_t off = 0;
+
 	for (e = htab_first(t, &it); e; e = htab_next(t, &it, e)) {
 		struct counts *c = e->value;
-		if (c->per_worker[w] == 0)
-			continue;
-		buf_append(&keys, &e->klen, sizeof(e->klen));
-		buf_append(&keys, e->key, e->klen);
+		if (c->per_worker[w] != 0)
+			buf_put_item(&keys, e->key, e->klen);
 	}
-	for (size_t off = 0; off < keys.len;) {
-		uint32_t kl;
-		struct counts *c;
-		memcpy(&kl, keys.data + off, sizeof(kl));
-		c = htab_get(t, keys.data + off + sizeof(kl), kl);
+	while (buf_next_item(&keys, &off, &k, &kl)) {
+		struct counts *c = htab_get(t, k, kl);
 		if (c)
-			counts_add(t, keys.data + off + sizeof(kl), kl, w, -(int64_t)c->per_worker[w],
-			    sum, interest);
-		off += sizeof(kl) + kl;
+			counts_add(t, k, kl, w, -(int64_t)c->per_worker[w], sum, interest);
 	}
 	buf_free(&keys);
 }
@@ -782,7 +773,7 @@ broker_channels_collect(struct htab *into, void (*add)(struct htab *t, const cha
 }
 
 void
-broker_channels_answer(unsigned w, uint64_t req_id, struct htab *counts)
+broker_channels_encode(const struct htab *counts, uint64_t req_id, struct buf *out)
 {
 	struct msg res = { .type = MSG_CHANNELS_RESULT, .req_id = req_id };
 	struct msg_str *items = xcalloc(2 * counts->count + 1, sizeof(*items));
@@ -799,9 +790,17 @@ broker_channels_answer(unsigned w, uint64_t req_id, struct htab *counts)
 	}
 	res.items = items;
 	res.nitems = (uint32_t)(2 * n);
-	broker_answer(w, &res);
+	msg_encode(&res, out);
 	free(items);
 	free(nums);
+}
+
+void
+broker_channels_answer(unsigned w, uint64_t req_id, struct htab *counts)
+{
+	buf_reset(&broker.out);
+	broker_channels_encode(counts, req_id, &broker.out);
+	broker_reply(w, &broker.out);
 }
 
 static void

@@ -50,6 +50,9 @@ void broker_each_presence(void (*fn)(const struct msg_str *channel,
 void broker_channels_collect(struct htab *into, void (*add)(struct htab *t, const char *ch,
     size_t len, uint64_t count));
 
+/* Appends a CHANNELS_RESULT record of counts (channel -> uint64_t *). */
+void broker_channels_encode(const struct htab *counts, uint64_t req_id, struct buf *out);
+
 /* Answers a CHANNELS request with counts (channel -> uint64_t *). */
 void broker_channels_answer(unsigned w, uint64_t req_id, struct htab *counts);
 

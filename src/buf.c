@@ -102,6 +102,29 @@ buf_put_u64(struct buf *b, uint64_t v)
 }
 
 void
+buf_put_item(struct buf *b, const void *p, uint32_t len)
+{
+	buf_append(b, &len, sizeof(len));
+	buf_append(b, p, len);
+}
+
+int
+buf_next_item(const struct buf *b, size_t *off, const char **p, uint32_t *len)
+{
+	uint32_t l;
+
+	if (*off + sizeof(l) > b->len)
+		return 0;
+	memcpy(&l, b->data + *off, sizeof(l));
+	if (l > b->len - *off - sizeof(l))
+		return 0;
+	*p = b->data + *off + sizeof(l);
+	*len = l;
+	*off += sizeof(l) + l;
+	return 1;
+}
+
+void
 buf_put_i64(struct buf *b, int64_t v)
 {
 	if (v < 0) {

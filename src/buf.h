@@ -32,6 +32,14 @@ void buf_printf(struct buf *b, const char *fmt, ...)
 /* Appends base-10 digits. */
 void buf_put_u64(struct buf *b, uint64_t v);
 void buf_put_i64(struct buf *b, int64_t v);
+/*
+ * A list of byte strings packed in a buf (a u32 length, then the bytes):
+ * buf_put_item appends one; buf_next_item reads the one at *off, advances
+ * *off and returns 1, or returns 0 at the end.  For collecting keys
+ * before a table they come from is changed.
+ */
+void buf_put_item(struct buf *b, const void *p, uint32_t len);
+int buf_next_item(const struct buf *b, size_t *off, const char **p, uint32_t *len);
 /* Leaves a NUL after the content (not counted in len); returns data. */
 char *buf_cstr(struct buf *b);
 /* Takes the memory out of b (caller frees with free()); b becomes empty. */

@@ -166,40 +166,24 @@ cluster_answer_survey(const char *asker, size_t asker_len, const char *id, size_
 {
 	struct buf frame = BUF_INIT;
 	struct htab counts;
-	struct msg res = { .type = MSG_CHANNELS_RESULT };
-	struct msg_str *items;
-	char (*nums)[24];
-	size_t it, n = 0;
+	size_t it;
 	struct htab_entry *e;
 
 	if (cl.send == NULL || id_len == 0 || id_len > 20)
 		return;
 	htab_init(&counts);
 	broker_channels_collect(&counts, cluster_count);
-	items = xcalloc(2 * counts.count + 1, sizeof(*items));
-	nums = xcalloc(counts.count + 1, sizeof(*nums));
-	for (e = htab_first(&counts, &it); e; e = htab_next(&counts, &it, e)) {
-		int l = snprintf(nums[n], sizeof(nums[n]), "%llu",
-		    (unsigned long long)*(uint64_t *)e->value);
-		items[2 * n] = (struct msg_str){ e->key, e->klen };
-		items[2 * n + 1] = (struct msg_str){ nums[n], (uint32_t)l };
-		n++;
-	}
-	res.items = items;
-	res.nitems = (uint32_t)(2 * n);
 	buf_puts(&frame, node_uid(NULL));
 	buf_puts(&frame, " A");
 	buf_append(&frame, asker, asker_len);
 	buf_putc(&frame, ' ');
 	buf_append(&frame, id, id_len);
 	buf_putc(&frame, ' ');
-	msg_encode(&res, &frame);
+	broker_channels_encode(&counts, 0, &frame);
 	cl.send(&frame);
 	for (e = htab_first(&counts, &it); e; e = htab_next(&counts, &it, e))
 		free(e->value);
 	htab_free(&counts);
-	free(items);
-	free(nums);
 	buf_free(&frame);
 }
 

@@ -272,19 +272,17 @@ mem_idem_purge(void)
 	size_t it;
 	struct htab_entry *e;
 
+	const char *k;
+	uint32_t kl;
+	size_t off = 0;
+
 	for (e = htab_first(&mem.idem, &it); e; e = htab_next(&mem.idem, &it, e)) {
 		struct idem_result *r = e->value;
-		if (r->expires_ms <= now) {
-			buf_append(&keys, &e->klen, sizeof(e->klen));
-			buf_append(&keys, e->key, e->klen);
-		}
+		if (r->expires_ms <= now)
+			buf_put_item(&keys, e->key, e->klen);
 	}
-	for (size_t off = 0; off < keys.len;) {
-		uint32_t kl;
-		memcpy(&kl, keys.data + off, sizeof(kl));
-		free(htab_del(&mem.idem, keys.data + off + sizeof(kl), kl));
-		off += sizeof(kl) + kl;
-	}
+	while (buf_next_item(&keys, &off, &k, &kl))
+		free(htab_del(&mem.idem, k, kl));
 	buf_free(&keys);
 }
 

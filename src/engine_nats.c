@@ -39,8 +39,7 @@ struct nats_chan {
 	int flushed;              /* the SUB is known to have reached the server */
 };
 
-/* Frames waiting for the broker thread: u32 subject length, subject,
- * u32 data length, data. */
+/* Frames waiting for the broker thread: subject and data, as buf items. */
 struct nats_queue {
 	pthread_mutex_t lock;
 	struct buf frames;
@@ -67,17 +66,14 @@ static struct {
 static void
 nats_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
-	const char *subj = natsMsg_GetSubject(msg), *data = natsMsg_GetData(msg);
-	uint32_t sl = (uint32_t)strlen(subj), dl = (uint32_t)natsMsg_GetDataLength(msg);
+	const char *subj = natsMsg_GetSubject(msg);
 	int was_empty;
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&nt.q.lock);
 	was_empty = nt.q.frames.len == 0;
-	buf_append(&nt.q.frames, &sl, sizeof(sl));
-	buf_append(&nt.q.frames, subj, sl);
-	buf_append(&nt.q.frames, &dl, sizeof(dl));
-	buf_append(&nt.q.frames, data, dl);
+	buf_put_item(&nt.q.frames, subj, (uint32_t)strlen(subj));
+	buf_put_item(&nt.q.frames, natsMsg_GetData(msg), (uint32_t)natsMsg_GetDataLength(msg));
 	pthread_mutex_unlock(&nt.q.lock);
 	if (was_empty && write(nt.q.efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_error("nats: eventfd write: %s", strerror(errno));
@@ -108,6 +104,8 @@ nats_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t n;
 	struct buf frames;
+	const char *subj, *data;
+	uint32_t sl, dl;
 
 	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		log_error("nats: eventfd read: %s", strerror(errno));
@@ -119,15 +117,8 @@ nats_wake_cb(evutil_socket_t fd, short what, void *arg)
 	frames = nt.q.frames;
 	buf_init(&nt.q.frames);
 	pthread_mutex_unlock(&nt.q.lock);
-	for (size_t off = 0; off + 2 * sizeof(uint32_t) <= frames.len;) {
-		uint32_t sl, dl;
-		const char *subj, *data;
-		memcpy(&sl, frames.data + off, sizeof(sl));
-		subj = frames.data + off + sizeof(sl);
-		off += sizeof(sl) + sl;
-		memcpy(&dl, frames.data + off, sizeof(dl));
-		data = frames.data + off + sizeof(dl);
-		off += sizeof(dl) + dl;
+	for (size_t off = 0; buf_next_item(&frames, &off, &subj, &sl) &&
+	    buf_next_item(&frames, &off, &data, &dl);) {
 		if (sl == strlen(nt.control) && memcmp(subj, nt.control, sl) == 0)
 			cluster_on_control_frame(data, dl);
 		else

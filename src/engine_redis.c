@@ -259,20 +259,7 @@ static void redis_schedule_flush(void);
 static unsigned
 redis_shard_of(const char *ch, size_t len)
 {
-	uint64_t h = 14695981039346656037ULL, key;
-	int64_t b = -1, j = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)ch[i];
-		h *= 1099511628211ULL;
-	}
-	key = h;
-	while (j < (int64_t)rd.nshards) {
-		b = j;
-		key = key * 2862933555777941757ULL + 1;
-		j = (int64_t)((double)(b + 1) * ((double)(1LL << 31) / (double)((key >> 33) + 1)));
-	}
-	return (unsigned)b;
+	return redis_shard_index(ch, len, rd.nshards);
 }
 
 /* out = prefix "." kind "." channel [ "." suffix ] */
@@ -494,7 +481,7 @@ redis_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	c->progress_ms = wheel_now_ms();
 	switch (op->kind) {
 	case OP_NONE:
-		redis_reply_error(r, "presence update");
+		redis_reply_error(r, "command");
 		break;
 	case OP_SCRIPT_LOAD:
 		if ((err = redis_reply_error(r, "SCRIPT LOAD")) == 0 &&
@@ -893,13 +880,10 @@ redis_chan_get(const char *ch, size_t len, int create)
 static void
 redis_chan_dirty(const char *ch, size_t len, struct redis_chan *c)
 {
-	uint32_t l = (uint32_t)len;
-
 	if (c->dirty)
 		return;
 	c->dirty = 1;
-	buf_append(&rd.changes, &l, sizeof(l));
-	buf_append(&rd.changes, ch, len);
+	buf_put_item(&rd.changes, ch, (uint32_t)len);
 	redis_schedule_flush();
 }
 
@@ -951,6 +935,9 @@ redis_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct buf changes = rd.changes, name = BUF_INIT, names = BUF_INIT;
 	size_t off;
+	const char *ch;
+	uint32_t l;
+	struct redis_chan *c;
 
 	buf_init(&rd.changes);
 	for (unsigned si = 0; si < rd.nshards; si++) {
@@ -962,13 +949,7 @@ redis_flush_cb(evutil_socket_t fd, short what, void *arg)
 
 			buf_reset(&names);
 			/* First collect the full names (stable storage), then point. */
-			for (off = 0; off < changes.len;) {
-				uint32_t l;
-				const char *ch;
-				struct redis_chan *c;
-				memcpy(&l, changes.data + off, sizeof(l));
-				ch = changes.data + off + sizeof(l);
-				off += sizeof(l) + l;
+			for (off = 0; buf_next_item(&changes, &off, &ch, &l);) {
 				c = htab_get(&rd.chans, ch, l);
 				if (c == NULL || c->shard != si || s->sub.ac == NULL || !s->sub.up)
 					continue;
@@ -982,15 +963,11 @@ redis_flush_cb(evutil_socket_t fd, short what, void *arg)
 					continue;
 				}
 				redis_key(&name, "client", ch, l);
-				buf_append(&names, &name.len, sizeof(name.len));
-				buf_append(&names, name.data, name.len);
+				buf_put_item(&names, name.data, (uint32_t)name.len);
 			}
-			for (off = 0; off < names.len;) {
-				size_t l;
-				memcpy(&l, names.data + off, sizeof(l));
-				ptrs[n] = names.data + off + sizeof(l);
+			for (off = 0; buf_next_item(&names, &off, &ch, &l);) {
+				ptrs[n] = ch;
 				lens[n] = l;
-				off += sizeof(l) + l;
 				if (++n == REDIS_SUB_BATCH) {
 					redis_sub_command(s, sub ? "SUBSCRIBE" : "UNSUBSCRIBE", ptrs, lens, n);
 					n = 0;
@@ -1000,13 +977,7 @@ redis_flush_cb(evutil_socket_t fd, short what, void *arg)
 				redis_sub_command(s, sub ? "SUBSCRIBE" : "UNSUBSCRIBE", ptrs, lens, n);
 		}
 	}
-	for (off = 0; off < changes.len;) {
-		uint32_t l;
-		const char *ch;
-		struct redis_chan *c;
-		memcpy(&l, changes.data + off, sizeof(l));
-		ch = changes.data + off + sizeof(l);
-		off += sizeof(l) + l;
+	for (off = 0; buf_next_item(&changes, &off, &ch, &l);) {
 		if ((c = htab_get(&rd.chans, ch, l)) != NULL) {
 			c->dirty = 0;
 			redis_chan_maybe_free(ch, l, c);

@@ -1,8 +1,10 @@
 /*
- * redis_addr.c - parses engine.redis.address entries.  Only plain TCP and
- * unix sockets: the TLS, Sentinel and Cluster forms of Centrifugo's
- * address syntax are refused with a reason, never silently misread.
+ * redis_addr.c - parses engine.redis.address entries and picks a
+ * channel's shard.  Only plain TCP and unix sockets: the TLS, Sentinel and
+ * Cluster forms of Centrifugo's address syntax are refused with a reason,
+ * never silently misread.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,4 +124,22 @@ redis_addr_free(struct redis_addr *a)
 	free(a->user);
 	free(a->password);
 	memset(a, 0, sizeof(*a));
+}
+
+unsigned
+redis_shard_index(const char *channel, size_t len, unsigned nshards)
+{
+	uint64_t key = 14695981039346656037ULL;
+	int64_t b = -1, j = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		key ^= (unsigned char)channel[i];
+		key *= 1099511628211ULL;
+	}
+	while (j < (int64_t)nshards) {
+		b = j;
+		key = key * 2862933555777941757ULL + 1;
+		j = (int64_t)((double)(b + 1) * ((double)(1LL << 31) / (double)((key >> 33) + 1)));
+	}
+	return b < 0 ? 0 : (unsigned)b;
 }

@@ -1,8 +1,8 @@
 /*
  * redis_addr.h - one engine.redis.address entry, parsed: host:port,
- * redis://[user[:password]@]host[:port][/db], tcp://..., unix:///path.
- * Used by the configuration check (every process) and the Redis engine
- * (broker).
+ * redis://[user[:password]@]host[:port][/db], tcp://..., unix:///path;
+ * and which of several addresses (shards) serves a channel.  Used by the
+ * configuration check (every process) and the Redis engine (broker).
  */
 #ifndef CENTRIFUGO_REDIS_ADDR_H
 #define CENTRIFUGO_REDIS_ADDR_H
@@ -22,5 +22,10 @@ struct redis_addr {
 int redis_addr_parse(const char *s, struct redis_addr *a, char *why, size_t cap);
 
 void redis_addr_free(struct redis_addr *a);
+
+/* The shard (0..nshards-1) of a channel: jump consistent hash of the
+ * name's 64-bit FNV-1a hash, as Centrifugo, so nodes agree and adding a
+ * shard moves only the channels the new one takes. */
+unsigned redis_shard_index(const char *channel, size_t len, unsigned nshards);
 
 #endif

@@ -7,6 +7,7 @@ UNIT_LDADD = src/libcentrifugo.a $(CF_LIBS) $(CHECK_LIBS)
 UNIT_TESTS = \
 	test/unit/check_auth \
 	test/unit/check_config \
+	test/unit/check_engine \
 	test/unit/check_glob \
 	test/unit/check_json \
 	test/unit/check_proto \
@@ -22,6 +23,9 @@ test_unit_check_auth_LDADD = $(UNIT_LDADD)
 test_unit_check_config_SOURCES = test/unit/check_config.c
 test_unit_check_config_CFLAGS = $(UNIT_CFLAGS)
 test_unit_check_config_LDADD = $(UNIT_LDADD)
+test_unit_check_engine_SOURCES = test/unit/check_engine.c
+test_unit_check_engine_CFLAGS = $(UNIT_CFLAGS)
+test_unit_check_engine_LDADD = $(UNIT_LDADD)
 test_unit_check_glob_SOURCES = test/unit/check_glob.c
 test_unit_check_glob_CFLAGS = $(UNIT_CFLAGS)
 test_unit_check_glob_LDADD = $(UNIT_LDADD)
