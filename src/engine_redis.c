@@ -1299,6 +1299,17 @@ redis_conn_check(struct redis_conn *c, uint64_t now)
 		redis_conn_down(c, "connect timeout");
 		return;
 	}
+	if (c->is_sub && c->up && now - c->progress_ms >= (uint64_t)rd.cfg->engine_redis_io_timeout +
+	    3ULL * NODE_INFO_INTERVAL_MS * rd.nshards) {
+		redisAsyncContext *ac = c->ac;
+		/* Our own announcements (every 3 s, round robin over the
+		 * shards) come back on every PUB/SUB connection: this one has
+		 * heard nothing for three rounds, its peer is gone. */
+		c->ac = NULL;
+		redisAsyncFree(ac);
+		redis_conn_down(c, "no PUB/SUB traffic, not even our own announcements");
+		return;
+	}
 	if (!c->is_sub && c->outstanding &&
 	    now - c->progress_ms >= (uint64_t)rd.cfg->engine_redis_io_timeout) {
 		redisAsyncContext *ac = c->ac;

@@ -46,7 +46,7 @@ const CHANNELS = {
 // Configuration of one node on the Redis engine at `addresses`.
 function redisConfig(addresses, prefix) {
   return {
-    engine: { type: 'redis', redis: { address: addresses, prefix, presence_ttl: '3s' } },
+    engine: { type: 'redis', redis: { address: addresses, prefix, presence_ttl: '3s', io_timeout: '2s' } },
     client: { presence_update_interval: '1s' },
     channel: CHANNELS,
   };
@@ -412,6 +412,50 @@ describe('redis engine: redis-server killed and restarted', { skip: redisSkip },
       assert.equal(c.state, 'connected');
       assert.deepEqual(c.events.filter(([e]) => e === 'disconnected'), [], 'no disconnect event during the outage');
     }
+    for (const n of ctx.nodes) await assertHealthy(n);
+  });
+});
+
+describe('redis engine: redis-server frozen (SIGSTOP), then thawed', { skip: redisSkip }, () => {
+  const ctx = {};
+  useCluster(ctx);
+  const open = [];
+  after(() => closeAll(open));
+  const T = (name, fn, opts) => clusterTest(ctx, name, fn, { timeout: 100000, ...opts });
+
+  T('a Redis that accepts but never answers: publish answers 100 after io_timeout (no hang), clients stay, service comes back', async (t) => {
+    const [A, B] = ctx.nodes;
+    const [redis] = ctx.services;
+    const ch = uniq('chat');
+    const ca = await sdkOn(A, 'frz-a', open);
+    const sa = await subscribeOn(ca, ch, 'client on A');
+    await apiOk(B, 'publish', { channel: ch, data: { n: 0 } });
+    await waitPubOf(sa, (p) => p.data.n === 0);
+
+    process.kill(redis.pid, 'SIGSTOP');
+    t.diagnostic('redis-server stopped');
+    try {
+      // The answer comes (bounded by the request's own timeout, far above
+      // io_timeout) and is an error, never a success.
+      const r = await A.api('publish', { channel: ch, data: { n: -1 } }, { timeout: 30000 });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json && r.json.result, undefined, `never a success while redis is frozen: ${r.text}`);
+      assert.equal(errOf(r.json) && errOf(r.json).code, 100, r.text);
+      assert.equal(ca.state, 'connected', 'the client stays connected');
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    t.diagnostic('redis-server continued');
+    let k = 0;
+    await pollUntil(async () => {
+      k++;
+      const r = await B.api('publish', { channel: ch, data: { n: k } }, { timeout: 30000 });
+      if (!r.json || r.json.result === undefined) return false;
+      return waitPubOf(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
+    }, { timeout: 40000, interval: 300, what: 'delivery after redis continued' });
+    // A command that timed out may still run when Redis wakes (it sat in
+    // Redis's socket buffer): the publication may arrive, but never twice.
+    assert.ok(sa.pubs.filter((p) => p.data.n === -1).length <= 1, 'the timed-out publication at most once');
     for (const n of ctx.nodes) await assertHealthy(n);
   });
 });
