@@ -1351,7 +1351,7 @@ grpc_api_start(struct event_base *base, int listen_fd, const struct config *cfg)
 		return -1;
 	}
 	grpc.retry_ev = evtimer_new(base, grpc_retry_cb, NULL);
-	grpc.lev = evconnlistener_new(base, grpc_accept, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
+	grpc.lev = evconnlistener_new(base, grpc_accept, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
 	if (grpc.lev == NULL || grpc.retry_ev == NULL) {
 		log_error("grpc: evconnlistener_new(fd %d) failed", listen_fd);
 		return -1;
