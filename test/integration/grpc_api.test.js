@@ -440,6 +440,28 @@ describe('GRPC API configuration', () => {
     }
   });
 
+  test('a graceful stop sends GOAWAY to an open GRPC connection', { timeout: 30000 }, async () => {
+    const http2 = require('node:http2');
+    const port = await freePort();
+    const srv = await startServer({ workers: 1, grpc_api: { enabled: true, address: '127.0.0.1', port } }, { timeout: 15000 });
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => {});
+    const goaway = new Promise((resolve) => session.on('goaway', (code) => resolve(code)));
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/centrifugal.centrifugo.api.CentrifugoApi/Info', 'content-type': 'application/grpc' });
+      req.on('error', () => {});
+      let status;
+      req.on('trailers', (tr) => { status = tr['grpc-status']; });
+      req.resume();
+      await new Promise((resolve) => { req.on('close', resolve); req.end(frame(Buffer.alloc(0))); });
+      assert.equal(status, '0');
+    } finally {
+      await srv.stop();
+    }
+    assert.equal(await Promise.race([goaway, new Promise((r) => setTimeout(() => r('none'), 5000))]), 0, 'GOAWAY NO_ERROR');
+    session.destroy();
+  });
+
   test('without grpc_api.enabled nothing listens on the GRPC port', { timeout: 30000 }, async () => {
     const port = await freePort();
     const srv = await startServer({ grpc_api: { port } }, { timeout: 15000 });
