@@ -173,7 +173,9 @@ struct api_cmd {
 };
 
 struct api_job {
-	struct http_req *req;
+	struct http_req *req;     /* NULL for a job of api_call() */
+	api_done_fn done;         /* api_call(): gets the answer instead */
+	void *done_arg;
 	uint64_t started_us;      /* for the duration metric */
 	enum api_mode mode;
 	int transport_errors;     /* X-Centrifugo-Error-Mode: transport */
@@ -330,14 +332,19 @@ api_job_finish(struct api_job *job)
 		break;
 	}
 	}
-	loop_http_respond(job->req, status, API_CONTENT_TYPE, b.data ? b.data : "", b.len);
-	/* One observation per command, labelled with its method, as
-	 * Centrifugo does (a batch is its commands; unknown methods are not
-	 * observed).  Commands of one request are answered together, so each
-	 * one's duration is the request's. */
-	for (size_t i = 0; i < job->ncmds; i++)
-		if (job->cmds[i]->method < API_BATCH)
-			metrics_api_done(job->cmds[i]->method, job->started_us);
+	if (job->done != NULL) {
+		/* A GRPC call: not observed under the HTTP API's label. */
+		job->done(job->done_arg, b.data ? b.data : "{}", b.len ? b.len : 2);
+	} else {
+		loop_http_respond(job->req, status, API_CONTENT_TYPE, b.data ? b.data : "", b.len);
+		/* One observation per command, labelled with its method, as
+		 * Centrifugo does (a batch is its commands; unknown methods are
+		 * not observed).  Commands of one request are answered
+		 * together, so each one's duration is the request's. */
+		for (size_t i = 0; i < job->ncmds; i++)
+			if (job->cmds[i]->method < API_BATCH)
+				metrics_api_done(job->cmds[i]->method, job->started_us);
+	}
 	buf_free(&b);
 	api_job_free(job);
 }
@@ -941,7 +948,20 @@ api_history_done(void *arg, const struct msg *res)
 		if (!first)
 			buf_putc(b, ',');
 		first = 0;
-		proto_json_publication(b, &pub);
+		if (cmd->job->done != NULL && (p.flags & MSG_F_BINARY)) {
+			/* api_call() (GRPC: bytes): bytes that are not JSON go
+			 * as "b64data", spliced in before the closing brace. */
+			pub.data = PROTO_SPAN_NULL;
+			proto_json_publication(b, &pub);
+			b->len--;
+			if (b->data[b->len - 1] != '{')
+				buf_putc(b, ',');
+			buf_puts(b, "\"b64data\":\"");
+			b64_encode(p.data.p, p.data.len, 0, b);
+			buf_puts(b, "\"}");
+		} else {
+			proto_json_publication(b, &pub);
+		}
 	}
 	buf_puts(b, "],\"offset\":");
 	buf_put_u64(b, res->offset);
@@ -1414,6 +1434,36 @@ api_legacy(struct http_req *r)
 			cmd->err = API_ERR_BAD_REQUEST;
 	}
 	api_job_send(job);
+}
+
+int
+api_call(const char *name, const char *params, size_t len, api_done_fn done, void *arg)
+{
+	enum api_method method = api_method_by_name(name);
+	struct api_job *job;
+	struct json_val v;
+	int rc;
+
+	if (method == API_UNKNOWN)
+		return -1;
+	metrics_api_call();
+	job = xcalloc(1, sizeof(*job));
+	job->done = done;
+	job->done_arg = arg;
+	job->started_us = metrics_now_us();
+	job->mode = method == API_BATCH ? API_MODE_BATCH : API_MODE_METHOD;
+	if (json_parse(params, len, &v, NULL) != 0 || v.type != JSON_OBJECT) {
+		api_job_cmd(job, method, 0)->err = API_ERR_BAD_REQUEST;
+	} else if (method == API_BATCH) {
+		if (api_batch(job, &v) != 0)
+			api_job_cmd(job, API_UNKNOWN, 0)->err = API_ERR_BAD_REQUEST;
+	} else {
+		rc = api_run(api_job_cmd(job, method, 0), &v);
+		if (rc != 0)
+			job->cmds[0]->err = API_ERR_BAD_REQUEST;
+	}
+	api_job_send(job);
+	return 0;
 }
 
 /* /metrics, once the broker gave its node-wide counts. */

@@ -5,6 +5,8 @@
 #ifndef CENTRIFUGO_API_H
 #define CENTRIFUGO_API_H
 
+#include <stddef.h>
+
 struct config;
 struct http_req;
 
@@ -21,5 +23,20 @@ enum api_listener {
 
 /* Answers one HTTP request (now, or later once the broker replied). */
 void api_handle(struct http_req *r, enum api_listener where);
+
+/*
+ * The server API for another front end (grpc_api.c): runs method `name`
+ * (as in POST /api/<name>, "batch" included) with params, one JSON object
+ * (params[0..len), read during the call only).  done(arg, json, len) is
+ * called exactly once, maybe before api_call() returns, with the answer as
+ * the per-method HTTP API writes it in the default error mode:
+ * {"result":{..}} or {"error":{"code":..,"message":..}}, and for batch
+ * {"replies":[..]}; json is valid during the call only.  Publication data
+ * that is not JSON appears as "b64data" (base64) in history results.
+ * Params that do not decode answer error 107.  Returns 0, or -1 (done not
+ * called) for an unknown method name.  Worker processes only.
+ */
+typedef void (*api_done_fn)(void *arg, const char *json, size_t len);
+int api_call(const char *name, const char *params, size_t len, api_done_fn done, void *arg);
 
 #endif

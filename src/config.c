@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -868,6 +869,37 @@ parse_namespaces(struct loader *ld, struct config *cfg, const config_setting_t *
 	}
 }
 
+static const char grpc_tls_refused[] =
+    "option 'grpc_api.tls': TLS for the GRPC API is not supported (it serves "
+    "plaintext HTTP/2 only); terminate TLS in front of the server";
+
+/*
+ * grpc_api.tls: refused, except for a group that is empty or only says
+ * `enabled = false` (as configurations written for Centrifugo may).
+ */
+static void
+check_grpc_tls(struct loader *ld, const struct origin *o, const config_setting_t *s)
+{
+	int n;
+
+	if (config_setting_type(s) == CONFIG_TYPE_GROUP) {
+		n = config_setting_length(s);
+		for (int i = 0; i < n; i++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+			if (strcasecmp(config_setting_name(e), "enabled") != 0 ||
+			    config_setting_type(e) != CONFIG_TYPE_BOOL ||
+			    config_setting_get_bool(e))
+				break;
+			if (i == n - 1)
+				return;
+		}
+		if (n == 0)
+			return;
+	}
+	ld_err(ld, o, "%s", grpc_tls_refused);
+}
+
 static void
 walk_group(struct loader *ld, struct config *cfg, const config_setting_t *g, const char *prefix)
 {
@@ -893,6 +925,10 @@ walk_group(struct loader *ld, struct config *cfg, const config_setting_t *g, con
 		if (strcmp(path, "channel.namespaces") == 0) {
 			free_namespaces(cfg);
 			parse_namespaces(ld, cfg, s);
+			continue;
+		}
+		if (strcmp(path, "grpc_api.tls") == 0) {
+			check_grpc_tls(ld, &o, s);
 			continue;
 		}
 		idx = desc_find(config_descs, N_CONFIG_DESCS, path);
@@ -1112,6 +1148,7 @@ static void
 load_env(struct loader *ld, struct config *cfg)
 {
 	static const char nsvar[] = "CENTRIFUGO_CHANNEL_NAMESPACES";
+	static const char tlsvar[] = "CENTRIFUGO_GRPC_API_TLS_ENABLED";
 
 	/* The whole namespaces array first: per-item overrides apply to its items. */
 	for (char **e = environ; *e != NULL; e++) {
@@ -1136,6 +1173,14 @@ load_env(struct loader *ld, struct config *cfg)
 			continue;
 		if (env_apply_one(ld, cfg, *e, nlen, eq + 1))
 			continue;
+		if (nlen == sizeof tlsvar - 1 && strncmp(*e, tlsvar, nlen) == 0) {
+			if (strcmp(eq + 1, "") != 0 && strcmp(eq + 1, "false") != 0) {
+				struct origin o = ld_env_origin(ld, *e, nlen);
+
+				ld_err(ld, &o, "%s", grpc_tls_refused);
+			}
+			continue;
+		}
 		{
 			char *name = xstrndup(*e, nlen);
 

@@ -267,6 +267,20 @@ CONFIG_OPT(http_api_error_mode, "http_api.error_mode", STRING, "", 0, 0, "|trans
 CONFIG_OPT(http_api_external, "http_api.external", BOOL, "false", 0, 0, NULL, CFG_RESTART,
 	"Serve the API on the external port instead of the internal one.")
 
+/* grpc_api */
+CONFIG_OPT(grpc_api_enabled, "grpc_api.enabled", BOOL, "false", 0, 0, NULL, CFG_RESTART,
+	"Serve the GRPC server API (service centrifugal.centrifugo.api.CentrifugoApi) on its own listener, as plaintext HTTP/2 (h2c with prior knowledge). grpc_api.tls is refused: terminate TLS in front of the server.")
+CONFIG_OPT(grpc_api_address, "grpc_api.address", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Interface the GRPC API listens on. Empty means all interfaces.")
+CONFIG_OPT(grpc_api_port, "grpc_api.port", INT, "10000", 0, 65535, NULL, CFG_RESTART,
+	"TCP port of the GRPC API.")
+CONFIG_OPT(grpc_api_key, "grpc_api.key", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"If set, every GRPC call must carry the metadata authorization: apikey KEY, or fails with status UNAUTHENTICATED. Empty means no authentication at all.")
+CONFIG_OPT(grpc_api_error_mode, "grpc_api.error_mode", STRING, "", 0, 0, "|transport", CFG_RESTART,
+	"Empty: errors in the error field of the response with status OK. transport: errors as GRPC status codes (also per call with the metadata x-centrifugo-error-mode: transport).")
+CONFIG_OPT(grpc_api_max_receive_message_size, "grpc_api.max_receive_message_size", INT, "0", 0, INT32_MAX, NULL, CFG_RESTART,
+	"Largest request message in bytes, after gzip decompression; larger ones fail with RESOURCE_EXHAUSTED. 0 means 4194304 (4 MiB).")
+
 /* operational endpoints */
 CONFIG_OPT(prometheus_enabled, "prometheus.enabled", BOOL, "false", 0, 0, NULL, CFG_RESTART,
 	"Expose Prometheus metrics on the internal port.")

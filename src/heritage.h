@@ -1,7 +1,7 @@
 /*
  * heritage.h - everything a child process inherits from the supervisor
  * across fork(): the parsed configuration, the shared-memory segment (with
- * its rings and eventfds), the listening socket and the child's identity.
+ * its rings and eventfds), the listening sockets and the child's identity.
  * The supervisor fills it before forking; children only read it.
  */
 #ifndef CENTRIFUGO_HERITAGE_H
@@ -21,6 +21,7 @@ struct heritage {
 	struct shm *shm;          /* shared segment, mapped before fork */
 	int listen_fd;            /* http_server.address:port, already listening */
 	int internal_fd;          /* http_server.internal_port when separate, else -1 */
+	int grpc_fd;              /* grpc_api listener (shared by every worker), or -1 */
 	unsigned nworkers;        /* number of worker processes */
 	enum heritage_role role;  /* what this process is */
 	unsigned worker_id;       /* 0..nworkers-1 when role == ROLE_WORKER */

@@ -3,12 +3,13 @@
 
 CF_LIBS = $(LIBEVENT_LIBS) $(LWS_LIBS) $(LIBUV_LIBS) $(MSGPACK_LIBS) \
 	$(LIBCONFIG_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(OPENSSL_LIBS) \
-	$(PROTOBUF_C_LIBS) $(HIREDIS_LIBS) $(LIBNATS_LIBS) -lm
+	$(PROTOBUF_C_LIBS) $(HIREDIS_LIBS) $(LIBNATS_LIBS) $(LIBNGHTTP2_LIBS) \
+	$(ZLIB_LIBS) -lm
 CF_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LWS_CFLAGS) $(LIBUV_CFLAGS) \
 	$(MSGPACK_CFLAGS) $(LIBCONFIG_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBJWT_CFLAGS) $(OPENSSL_CFLAGS) $(PROTOBUF_C_CFLAGS) \
-	$(HIREDIS_CFLAGS) $(LIBNATS_CFLAGS) \
-	-I$(top_builddir)/src
+	$(HIREDIS_CFLAGS) $(LIBNATS_CFLAGS) $(LIBNGHTTP2_CFLAGS) \
+	$(ZLIB_CFLAGS) -I$(top_builddir)/src
 
 noinst_LIBRARIES += src/libcentrifugo.a
 src_libcentrifugo_a_CFLAGS = $(AM_CFLAGS) $(CF_DEP_CFLAGS)
@@ -29,6 +30,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/engine_redis.c \
 	src/heritage.h \
 	src/glob.c src/glob.h \
+	src/grpc_api.c src/grpc_api.h \
 	src/htab.c src/htab.h \
 	src/hub.c src/hub.h \
 	src/ipc.c src/ipc.h \
@@ -52,7 +54,8 @@ src_libcentrifugo_a_SOURCES = \
 	src/wheel.c src/wheel.h \
 	src/worker.c src/worker.h \
 	src/xmalloc.c src/xmalloc.h
-nodist_src_libcentrifugo_a_SOURCES = src/client.pb-c.c src/client.pb-c.h
+nodist_src_libcentrifugo_a_SOURCES = src/client.pb-c.c src/client.pb-c.h \
+	src/api.pb-c.c src/api.pb-c.h
 
 # The client protocol's Protobuf schema: protoc-c writes its C code into the
 # build tree (never the source tree) before anything that includes it.
@@ -67,6 +70,17 @@ src/client.pb-c.c: $(srcdir)/src/client.proto
 src/client.pb-c.h: src/client.pb-c.c
 	@test -f $@ || { rm -f src/client.pb-c.c; \
 	    $(MAKE) $(AM_MAKEFLAGS) src/client.pb-c.c; }
+
+# The GRPC server API's messages (grpc_api.c), the same way.
+BUILT_SOURCES += src/api.pb-c.c src/api.pb-c.h
+CLEANFILES += src/api.pb-c.c src/api.pb-c.h
+EXTRA_DIST += src/api.proto
+src/api.pb-c.c: $(srcdir)/src/api.proto
+	$(AM_V_GEN)$(MKDIR_P) src && $(PROTOC_C) --proto_path=$(srcdir)/src \
+	    --c_out=src $(srcdir)/src/api.proto
+src/api.pb-c.h: src/api.pb-c.c
+	@test -f $@ || { rm -f src/api.pb-c.c; \
+	    $(MAKE) $(AM_MAKEFLAGS) src/api.pb-c.c; }
 
 bin_PROGRAMS += src/centrifugo src/centrifugo-ctl
 

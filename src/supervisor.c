@@ -157,6 +157,8 @@ static struct {
 	int listen_fd;              /* worker 0's listener */
 	int *listen_fds;            /* one per worker (SO_REUSEPORT) */
 	int internal_fd;            /* separate internal listener, or -1 */
+	int grpc_fd;                /* grpc_api listener, or -1: opened once at
+	                             * start, every worker accepts on it */
 	struct shm *shm;
 	const char *pid_file;       /* set once written */
 	pid_t pid;
@@ -525,6 +527,8 @@ sup_child_close_listeners(const struct sup_child *c)
 	if (sup.roll.old_internal != -1 &&
 	    sup.roll.old_internal != sup.internal_fd)
 		close(sup.roll.old_internal);
+	if (c->role != ROLE_WORKER && sup.grpc_fd != -1)
+		close(sup.grpc_fd);
 }
 
 /*
@@ -585,6 +589,7 @@ sup_child_main(struct sup_child *c, const int fds[2])
 	} else {
 		heritage.listen_fd = -1;
 		heritage.internal_fd = -1;
+		heritage.grpc_fd = -1;
 	}
 	heritage.ipc_fd = fds[1];
 	heritage.generation = c->generation;
@@ -1649,6 +1654,9 @@ sup_cleanup(void)
 	if (sup.internal_fd != -1)
 		close(sup.internal_fd);
 	sup.internal_fd = -1;
+	if (sup.grpc_fd != -1)
+		close(sup.grpc_fd);
+	sup.grpc_fd = -1;
 	/* Every child is gone: the configurations of reloads can go. */
 	for (size_t i = 0; i < sup.nreloaded; i++)
 		config_free(sup.reloaded[i]);
@@ -1669,6 +1677,7 @@ sup_run(struct config *cfg, const char *config_path)
 	sup.config_path = config_path;
 	sup.listen_fd = -1;
 	sup.internal_fd = -1;
+	sup.grpc_fd = -1;
 	sup.roll.old_internal = -1;
 	sup.pid = getpid();
 	clock_gettime(CLOCK_MONOTONIC, &sup.started);
@@ -1683,6 +1692,14 @@ sup_run(struct config *cfg, const char *config_path)
 	    sup.listen_fds, &sup.internal_fd, NULL) == -1)
 		goto fail;
 	sup.listen_fd = sup.listen_fds[0];
+	/* The GRPC API listener: one socket that every worker watches (the
+	 * grpc_api options are restart-only, so it never changes). */
+	if (cfg->grpc_api_enabled) {
+		sup.grpc_fd = sup_listen(cfg->grpc_api_address,
+		    cfg->grpc_api_port, 0, NULL, NULL);
+		if (sup.grpc_fd == -1)
+			goto fail;
+	}
 	sup.cli_listeners = sup_cli_listeners(cfg, config_path);
 	memset(&params, 0, sizeof(params));
 	params.nworkers = sup.nworkers;
@@ -1707,6 +1724,7 @@ sup_run(struct config *cfg, const char *config_path)
 	heritage.shm = sup.shm;
 	heritage.listen_fd = sup.listen_fd;
 	heritage.internal_fd = sup.internal_fd;
+	heritage.grpc_fd = sup.grpc_fd;
 	heritage.nworkers = sup.nworkers;
 	heritage.role = ROLE_SUPERVISOR;
 	heritage.ipc_fd = -1;

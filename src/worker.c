@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "client.h"
 #include "config.h"
+#include "grpc_api.h"
 #include "heritage.h"
 #include "htab.h"
 #include "hub.h"
@@ -281,7 +282,7 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 static void
 worker_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
-	if (loop_conn_count(worker.loop) == 0)
+	if (loop_conn_count(worker.loop) == 0 && grpc_api_conn_count() == 0)
 		event_base_loopbreak(worker.base);
 }
 
@@ -307,6 +308,7 @@ worker_stop(void)
 	loop_stop_accepting(worker.loop);
 	if (worker.internal)
 		loop_stop_accepting(worker.internal);
+	grpc_api_stop();        /* GOAWAY: calls in flight are answered */
 	client_close_all(3001, "shutdown");
 	/* Poll until every client took its close frame, at most WORKER_DRAIN_MS. */
 	worker.drain_ev = event_new(worker.base, -1, EV_PERSIST, worker_drain_cb, NULL);
@@ -438,6 +440,10 @@ worker_main(void)
 		log_error("cannot start the connection loop");
 		return 2;
 	}
+	if (heritage.grpc_fd >= 0 && grpc_api_start(worker.base, heritage.grpc_fd, cfg) != 0) {
+		log_error("cannot start the GRPC API");
+		return 2;
+	}
 
 	ring_cursor_init(shm_fanout(heritage.shm), heritage.worker_id, &worker.fanout_cursor);
 	ring_cursor_init(shm_reply(heritage.shm, heritage.worker_id), 0, &worker.reply_cursor);
@@ -470,6 +476,7 @@ worker_main(void)
 	ipc_child_unwatch();
 	loop_free(worker.loop);
 	loop_free(worker.internal);
+	grpc_api_free();
 	if (worker.drain_ev)
 		event_free(worker.drain_ev);
 	if (worker.deadline_ev)

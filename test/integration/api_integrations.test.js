@@ -422,8 +422,7 @@ describe('RoadRunner: GRPC CentrifugoApi without a key', () => {
   const clients = [];
   afterEach(() => { for (const c of clients.splice(0)) c.close(); });
 
-  // GRPC is not served yet (grpc_api.* is an unknown option): todo until it is.
-  test('Publish, gzip-compressed Publish, Info, Broadcast as the RoadRunner plugin sends them', { todo: 'grpc_api not implemented', timeout: 60000 }, async () => {
+  test('Publish, gzip-compressed Publish, Info, Broadcast as the RoadRunner plugin sends them', { timeout: 60000 }, async () => {
     const grpcPort = await freePort();
     const srv = await startServer({ ...CONFIG, grpc_api: { enabled: true, address: '127.0.0.1', port: grpcPort } }, { timeout: 5000 });
     try {
