@@ -1446,7 +1446,6 @@ api_call(const char *name, const char *params, size_t len, api_done_fn done, voi
 
 	if (method == API_UNKNOWN)
 		return -1;
-	metrics_api_call();
 	job = xcalloc(1, sizeof(*job));
 	job->done = done;
 	job->done_arg = arg;
