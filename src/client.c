@@ -610,7 +610,7 @@ client_send_out(struct client *c)
 	return client_send(c, 0);
 }
 
-/* A reply to a command. */
+/* A reply to a command (or a ping, which waits for an answer too). */
 static int
 client_send_reply(struct client *c)
 {
@@ -685,7 +685,9 @@ client_timer_fire(struct wheel_node *n)
 	if (c->ping_at && now >= c->ping_at) {
 		buf_reset(&g.out);
 		codecs[c->fmt].ping(&g.out);
-		if (client_send_out(c) != 0)
+		/* Not held by client.write_delay, as a reply: the pong
+		 * timeout counts from now. */
+		if (client_send_reply(c) != 0)
 			return;
 		c->ping_at = now + (uint64_t)cfg->client_ping_interval;
 		if (cfg->client_pong_timeout > 0) {

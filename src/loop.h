@@ -108,7 +108,8 @@ void loop_conn_set_binary(struct conn *c, int binary);
 void loop_set_write_delay(struct loop *l, int64_t ms);
 
 /* loop_conn_send() flags */
-#define LOOP_SEND_REPLY 0x1u    /* a reply to a command: never held */
+#define LOOP_SEND_REPLY 0x1u    /* a reply to a command (or a ping that
+				 * waits for one): never held */
 
 /*
  * Queues one protocol message (a JSON object without newline, or one
