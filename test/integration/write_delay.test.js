@@ -11,10 +11,12 @@
 // Without the option nothing changes: the rest of the suite runs with it unset.
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const { describe } = require('node:test');
 const { useServer, assertHealthy } = require('./lib/harness');
 const { RawClient } = require('./lib/wsclient');
 const { PbClient, decodeReplies } = require('./lib/pbclient');
+const { toLibconfig, merge } = require('./lib/config');
 
 const FORMATS = ['json', 'protobuf'];
 
@@ -128,4 +130,28 @@ describe('client.write_delay = 1s', () => {
       await assertHealthy(srv);
     });
   }
+});
+
+describe('client.write_delay applies on reload', () => {
+  const h = useServer({ workers: 1, client: { write_delay: '30s' } });
+
+  h.test('a reload to 0 sends what is held at once', async (t, srv) => {
+    const ch = 'wdreload';
+    const c = await client('json', srv);
+    try {
+      await c.subscribe(ch);
+      await srv.publish(ch, { n: 0 });
+      await c.push({ channel: ch, kind: 'pub' }, { timeout: 10000 });
+      await srv.publish(ch, { n: 1 }); // held for 30 s
+      srv.config = merge(srv.config, { client: { write_delay: '0' } });
+      fs.writeFileSync(srv.configPath, toLibconfig(srv.config));
+      process.kill(srv.pid, 'SIGHUP');
+      // Only the reload can release it within this wait.
+      const p = await c.push({ channel: ch, kind: 'pub' }, { timeout: 15000 });
+      assert.equal(pubN(p), 1);
+    } finally {
+      c.close();
+    }
+    await assertHealthy(srv);
+  });
 });
