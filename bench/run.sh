@@ -5,7 +5,8 @@
 # the results table into doc/BENCHMARKS.md.
 #
 # usage: bench/run.sh [-t seconds] [-o file] [shape...]
-#   shapes: light idle burst slow light1w (default: all)
+#   shapes: light idle burst slow light1w (default: all); SHAPE/DELAY (e.g.
+#       burst/20ms) runs our server only, with client.write_delay = DELAY
 #   -t  seconds of publishing per run (default 15)
 #   -o  Markdown file whose results section is replaced (default
 #       doc/BENCHMARKS.md; "-" prints the table only)
@@ -68,14 +69,15 @@ wait_port() { # port
 	done
 }
 
-start_centrifugo() { # workers
+start_centrifugo() { # workers [write_delay]
 	cat > "$tmp/centrifugo.conf" <<CONF
 http_server = { address = "127.0.0.1"; port = $PORT; };
 workers = $1;
 log = { level = "warn"; };
 client = { allow_anonymous_connect_without_token = true;
            token = { hmac_secret_key = "secret"; };
-           allowed_origins = ["*"]; queue_max_size = 1048576; };
+           allowed_origins = ["*"]; queue_max_size = 1048576;
+           write_delay = "${2:-0}"; };
 http_api = { key = "key"; };
 channel = { without_namespace = { allow_subscribe_for_client = true;
                                   allow_subscribe_for_anonymous = true; }; };
@@ -116,7 +118,7 @@ CONF
 }
 
 shape_args() { # shape -> bench arguments (without target)
-	case $1 in
+	case ${1%%/*} in
 	light | light1w) echo "-n 5000 --rate 2000 -c 50 -p 250 -t $SECS" ;;
 	idle) echo "-n 10000 --rate 2000 -c 100 --idle -t $SECS" ;;
 	burst) echo "-n 200 --rate 1000 -c 1 -p 400 -t $SECS" ;;
@@ -128,12 +130,14 @@ shape_args() { # shape -> bench arguments (without target)
 results="$tmp/results"
 : > "$results"
 
-run() { # shape target
+run() { # shape[/write_delay] target
 	args=$(shape_args "$1")
+	wd=
+	case $1 in */*) wd=${1#*/} ;; esac
 	if [ "$2" = centrifugo ]; then
 		w=2
-		[ "$1" = light1w ] && w=1
-		start_centrifugo $w
+		[ "${1%%/*}" = light1w ] && w=1
+		start_centrifugo $w "$wd"
 		cmd="centrifugo-bench --url ws://127.0.0.1:$PORT/connection/websocket --api-key key $args --pid $srvpid"
 	else
 		start_nchan
@@ -153,7 +157,7 @@ run() { # shape target
 for s in $SHAPES; do
 	shape_args "$s" > /dev/null
 	run "$s" centrifugo
-	case $s in light1w | slow) continue ;; esac
+	case $s in light1w | slow | */*) continue ;; esac
 	[ "${NO_NCHAN:-0}" = 1 ] || run "$s" nchan
 done
 
@@ -186,7 +190,10 @@ table="$tmp/table.md"
 	echo
 	echo '```'
 	while IFS='|' read -r shape target cmd line; do
-		echo "# $shape, $target"
+		case $shape in
+		*/*) echo "# ${shape%%/*}, $target with client.write_delay = \"${shape#*/}\"" ;;
+		*) echo "# $shape, $target" ;;
+		esac
 		echo "$cmd"
 	done < "$results"
 	echo '```'

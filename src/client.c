@@ -582,14 +582,18 @@ client_resync(void)
 	}
 }
 
-/* Queues the message in g.out on the session; 0 or -1 (slow: closed). */
+/*
+ * Queues the message in g.out on the session; 0 or -1 (slow: closed).
+ * flags: LOOP_SEND_REPLY for a reply to a command (never held by
+ * client.write_delay), 0 for a push.
+ */
 static int
-client_send_out(struct client *c)
+client_send(struct client *c, unsigned flags)
 {
 	if (c->state >= CLIENT_CLOSING)
 		return -1;
 	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->bytes_sent, g.out.len);
-	if (loop_conn_send_copy(c->conn, g.out.data, g.out.len) != 0) {
+	if (loop_conn_send_copy(c->conn, g.out.data, g.out.len, flags) != 0) {
 		/* loop.c closed it as slow. */
 		c->state = CLIENT_CLOSING;
 		wheel_disarm(&c->timer);
@@ -599,12 +603,26 @@ client_send_out(struct client *c)
 	return 0;
 }
 
+/* A push (publication, ping, server-side subscribe/unsubscribe...). */
+static int
+client_send_out(struct client *c)
+{
+	return client_send(c, 0);
+}
+
+/* A reply to a command (or a ping, which waits for an answer too). */
+static int
+client_send_reply(struct client *c)
+{
+	return client_send(c, LOOP_SEND_REPLY);
+}
+
 static void
 client_reply_error(struct client *c, uint32_t id, uint32_t code)
 {
 	buf_reset(&g.out);
 	codecs[c->fmt].error_code(&g.out, id, code);
-	client_send_out(c);
+	client_send_reply(c);
 }
 
 static void
@@ -612,7 +630,7 @@ client_reply_empty(struct client *c, uint32_t id, enum proto_cmd_type type)
 {
 	buf_reset(&g.out);
 	codecs[c->fmt].empty_result(&g.out, id, type);
-	client_send_out(c);
+	client_send_reply(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -667,7 +685,9 @@ client_timer_fire(struct wheel_node *n)
 	if (c->ping_at && now >= c->ping_at) {
 		buf_reset(&g.out);
 		codecs[c->fmt].ping(&g.out);
-		if (client_send_out(c) != 0)
+		/* Not held by client.write_delay, as a reply: the pong
+		 * timeout counts from now. */
+		if (client_send_reply(c) != 0)
 			return;
 		c->ping_at = now + (uint64_t)cfg->client_ping_interval;
 		if (cfg->client_pong_timeout > 0) {
@@ -833,7 +853,7 @@ client_handle_refresh(struct client *c, const struct proto_cmd *cmd)
 	}
 	buf_reset(&g.out);
 	codecs[c->fmt].refresh_result(&g.out, cmd->id, &res);
-	client_send_out(c);
+	client_send_reply(c);
 	client_schedule(c);
 }
 
@@ -1115,7 +1135,7 @@ client_connect_finish(struct client *c, uint32_t id, struct proto_connect_result
 	}
 	buf_reset(&g.out);
 	codecs[c->fmt].connect_result(&g.out, id, res);
-	if (client_send_out(c) != 0)
+	if (client_send_reply(c) != 0)
 		return;
 	if (c->exp)
 		c->expire_at = client_expire_deadline(c->exp);
@@ -1521,7 +1541,7 @@ client_subscribe_done(void *arg, const struct msg *res)
 	}
 	buf_reset(&g.out);
 	codecs[c->fmt].subscribe_result(&g.out, r->id, &out);
-	if (client_send_out(c) != 0)
+	if (client_send_reply(c) != 0)
 		goto out;
 	if (s) {
 		if (r->positioned) {
@@ -1715,7 +1735,7 @@ client_handle_subscribe(struct client *c, const struct proto_cmd *cmd)
 	}
 	buf_reset(&g.out);
 	codecs[c->fmt].subscribe_result(&g.out, cmd->id, &res);
-	if (client_send_out(c) == 0) {
+	if (client_send_reply(c) == 0) {
 		/* Linked after the reply is queued: no push can overtake it. */
 		s = client_sub_add(c, req->channel.p, req->channel.len, claims.info, claims.info_len,
 		    presence, join_leave, push_jl, 0);
@@ -1823,7 +1843,7 @@ client_handle_sub_refresh(struct client *c, const struct proto_cmd *cmd)
 		codecs[c->fmt].sub_refresh_result(&g.out, cmd->id, 1, (uint32_t)(exp - client_unix_now()));
 	else
 		codecs[c->fmt].empty_result(&g.out, cmd->id, PROTO_CMD_SUB_REFRESH);
-	client_send_out(c);
+	client_send_reply(c);
 	client_schedule(c);
 }
 
@@ -1976,7 +1996,7 @@ client_history_done(void *arg, const struct msg *res)
 			buf_reset(&g.out);
 			codecs[c->fmt].history_result(&g.out, r->id, client_pubs, n,
 			    (struct proto_span){ res->epoch.p, res->epoch.len }, res->offset);
-			client_send_out(c);
+			client_send_reply(c);
 		}
 	}
 	client_req_free(r);
@@ -2034,7 +2054,7 @@ client_presence_done(void *arg, const struct msg *res)
 	} else if (r->type == PROTO_CMD_PRESENCE_STATS) {
 		buf_reset(&g.out);
 		codecs[c->fmt].presence_stats_result(&g.out, r->id, res->num_clients, res->num_users);
-		client_send_out(c);
+		client_send_reply(c);
 	} else {
 		size_t n = 0, pos = 0;
 		struct proto_client_info *infos = xcalloc(res->nitems / 4 + 1, sizeof(*infos));
@@ -2042,7 +2062,7 @@ client_presence_done(void *arg, const struct msg *res)
 			n++;
 		buf_reset(&g.out);
 		codecs[c->fmt].presence_result(&g.out, r->id, infos, n);
-		client_send_out(c);
+		client_send_reply(c);
 		free(infos);
 	}
 	client_req_free(r);

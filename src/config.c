@@ -334,9 +334,10 @@ store_duration(struct loader *ld, void *base, const struct cfg_desc *d,
 		return;
 	}
 	if (ms >= 0 && (ms < d->min || ms > d->max)) {
-		fmt_duration(a, sizeof a, d->min);
+		fmt_duration(a, sizeof a, ms < d->min ? d->min : d->max);
 		fmt_duration(b, sizeof b, ms);
-		ld_err(ld, o, "option '%s': duration %s is below the minimum %s", label, b, a);
+		ld_err(ld, o, "option '%s': duration %s is %s %s", label, b,
+		    ms < d->min ? "below the minimum" : "above the maximum", a);
 		return;
 	}
 	if ((d->flags & CFG_WHOLESEC) && ms > 0 && ms % 1000 != 0) {

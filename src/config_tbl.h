@@ -128,6 +128,8 @@ CONFIG_OPT(client_channel_limit, "client.channel_limit", INT, "128", 0, INT32_MA
 	"Maximum number of simultaneous subscriptions of one connection.")
 CONFIG_OPT(client_queue_max_size, "client.queue_max_size", INT, "1048576", 0, INT64_MAX, NULL, CFG_RESTART,
 	"Cap in bytes of a connection's outgoing queue. A client whose queue overflows is disconnected as slow.")
+CONFIG_OPT(client_write_delay, "client.write_delay", DURATION, "0", 0, 60000, NULL, CFG_RELOAD,
+	"Time during which further messages to a connection that was just written to are collected, then sent together in one WebSocket frame (JSON lines, or length-delimited Protobuf) with one system call: trades up to this much delivery latency for less CPU when connections get many messages per second. Adaptive: a connection whose last write is older than this is written at once, so connections that get a message now and then are not delayed; replies to commands are never held (pushes queued before a reply go with it, in order). 0 writes every connection as soon as possible. At most 60s.")
 CONFIG_OPT(client_presence_update_interval, "client.presence_update_interval", DURATION, "27s", 1, INT64_MAX, NULL, CFG_RESTART,
 	"How often each connection refreshes its presence entries.")
 CONFIG_OPT(client_concurrency, "client.concurrency", INT, "0", 0, INT32_MAX, NULL, CFG_RESTART,

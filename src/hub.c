@@ -241,7 +241,7 @@ hub_deliver(struct hub *h, const struct msg *m)
 			}
 		}
 		struct sbuf *f = hub_frame(h, frames, s->fmt, m);
-		if (loop_conn_send(client_conn(s->client), f) == 0) {
+		if (loop_conn_send(client_conn(s->client), f, 0) == 0) {
 			sent++;
 			bytes += f->len;
 		}

@@ -37,7 +37,10 @@
  * earlier one.  lws_callback_on_writable() is used only when the socket is
  * full: through libuv every call is a uv_poll_start (an EPOLL_CTL_DEL then
  * an ADD), and so is dropping POLLOUT after the write, which was a third of
- * the worker's CPU when each delivery went through it.
+ * the worker's CPU when each delivery went through it.  With
+ * client.write_delay a recently written connection is not listed but held
+ * until its due time (see "write delay"), so that many messages share one
+ * frame and one send().
  *
  * Memory: rx_buffer_size 256 (the default 4096 was ~78% of lws's per
  * connection cost), max_http_header_pool 64, per-connection state is the lws
@@ -64,6 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -105,12 +109,16 @@
 static const lws_retry_bo_t loop_no_validity;
 
 /* Outgoing queue of one connection: a ring of shared message buffers.
- * Exists only while non-empty. */
+ * Exists only while non-empty.  A connection held by write_delay (see
+ * "write delay" below) is always one with a queue, so its links in the held
+ * list live here and cost an idle connection nothing. */
 struct connq {
 	size_t bytes;                   /* sum of queued message lengths */
 	uint32_t head;
 	uint32_t count;
 	uint32_t cap;
+	uint32_t due;                   /* held: write at this loop_ms() */
+	struct conn *hprev, *hnext;     /* held: l->held list, by due */
 	struct sbuf *items[];
 };
 
@@ -119,7 +127,10 @@ enum conn_flag {
 	CONN_F_BINARY = 1 << 1,         /* frames out are binary */
 	CONN_F_CLOSING = 1 << 2,        /* loop_conn_close() or slow */
 	CONN_F_NOFLUSH = 1 << 3,        /* drop the queue, close at once */
-	CONN_F_DIRTY = 1 << 4           /* listed in loop.dirty */
+	CONN_F_DIRTY = 1 << 4,          /* listed in loop.dirty */
+	CONN_F_HELD = 1 << 5,           /* in l->held_head list (write_delay) */
+	CONN_F_NOW = 1 << 6,            /* write at this flush, do not hold */
+	CONN_F_REPLY = 1 << 7           /* ... because a reply is queued */
 };
 
 /*
@@ -133,6 +144,7 @@ struct conn {
 	uint8_t flags;                  /* enum conn_flag */
 	uint32_t rx_len;                /* bytes of the message being built */
 	uint32_t rx_cap;
+	uint32_t last_write;            /* loop_ms() of the last frame out */
 	struct lws *wsi;
 	void *user;                     /* from ws_open */
 	struct connq *q;                /* NULL when nothing is queued */
@@ -214,6 +226,11 @@ struct loop {
 	struct conn **dirty;
 	size_t n_dirty;
 	size_t dirty_cap;
+	/* write_delay (ms, 0 = off): connections whose frames wait, in
+	 * order of due time, and the one timer for all of them */
+	uint32_t write_delay;
+	struct conn *held_head, *held_tail;
+	struct event *held_ev;
 	struct hconn *hconns;           /* every HTTP connection */
 	/* HTTP connections whose first pending response is ready */
 	struct hconn **hready;
@@ -522,6 +539,143 @@ loop_http_write(struct loop *l, struct lws *wsi, int status,
 	return 0;
 }
 
+/* ---- write delay -------------------------------------------------------- */
+
+/*
+ * client.write_delay, adaptive.  A connection whose last push-carrying frame
+ * left write_delay ago or longer is written at the end of the loop turn, as
+ * without the option; one that wrote more recently is "held": what it is
+ * sent waits in its queue until write_delay after that write, then leaves as
+ * one frame (one send()).  So a connection that gets a message now and then
+ * pays nothing, and one that gets hundreds per second pays one send() per
+ * write_delay.  A reply to a command is never held: it takes the held pushes
+ * queued before it along, in order, and does not count as a write (the
+ * first push after a command is not delayed because of the reply).
+ *
+ * The held connections form one list ordered by due time, with one libevent
+ * timer armed for its head.  Every hold is "last write + write_delay" with
+ * a last write in the past, so the list is a FIFO and appending is O(1); a
+ * reload that shortens the delay is the only case where an insert walks
+ * back from the tail.  A held connection always has a queue, so the links
+ * live in struct connq.  Times are milliseconds of CLOCK_MONOTONIC modulo
+ * 2^32 (loop_ms), compared by unsigned difference: a connection quiet for
+ * 49.7 days may look recent and be held once, at most write_delay.
+ */
+
+static uint32_t
+loop_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000 +
+			  (uint64_t)ts.tv_nsec / 1000000);
+}
+
+/* Arms the held timer for the list head (or stops it: empty list). */
+static void
+loop_held_arm(struct loop *l, uint32_t now)
+{
+	struct timeval tv;
+	uint32_t wait;
+
+	if (!l->held_head) {
+		evtimer_del(l->held_ev);
+		return;
+	}
+	wait = (int32_t)(l->held_head->q->due - now) > 0 ?
+	       l->held_head->q->due - now : 0;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+	evtimer_add(l->held_ev, &tv);
+}
+
+/* Holds c (which has a queue) until due. */
+static void
+loop_hold(struct loop *l, struct conn *c, uint32_t due, uint32_t now)
+{
+	struct connq *q = c->q;
+	struct conn *after = l->held_tail;
+
+	ASSERT(q && !(c->flags & CONN_F_HELD));
+	while (after && (int32_t)(after->q->due - due) > 0)
+		after = after->q->hprev;
+	q->due = due;
+	q->hprev = after;
+	q->hnext = after ? after->q->hnext : l->held_head;
+	if (q->hnext)
+		q->hnext->q->hprev = c;
+	else
+		l->held_tail = c;
+	if (after)
+		after->q->hnext = c;
+	else
+		l->held_head = c;
+	c->flags |= CONN_F_HELD;
+	if (l->held_head == c)
+		loop_held_arm(l, now);
+}
+
+/* Takes c out of the held list.  The timer is left as it is: at worst it
+ * fires once for nothing and re-arms for the new head. */
+static void
+loop_unhold(struct loop *l, struct conn *c)
+{
+	struct connq *q = c->q;
+
+	if (!(c->flags & CONN_F_HELD))
+		return;
+	if (q->hprev)
+		q->hprev->q->hnext = q->hnext;
+	else
+		l->held_head = q->hnext;
+	if (q->hnext)
+		q->hnext->q->hprev = q->hprev;
+	else
+		l->held_tail = q->hprev;
+	q->hprev = q->hnext = NULL;
+	c->flags &= (uint8_t)~CONN_F_HELD;
+}
+
+/* Lists c to be written at the end of this loop turn (loop_flush). */
+static void
+loop_dirty_add(struct loop *l, struct conn *c)
+{
+	if (c->flags & CONN_F_DIRTY)
+		return;
+	if (l->n_dirty == l->dirty_cap) {
+		l->dirty_cap = l->dirty_cap ? 2 * l->dirty_cap : 256;
+		l->dirty = xrealloc(l->dirty, l->dirty_cap *
+				    sizeof(l->dirty[0]));
+	}
+	l->dirty[l->n_dirty++] = c;
+	c->flags |= CONN_F_DIRTY;
+	if (!l->in_pump)
+		loop_kick(l);
+}
+
+/* Releases every held connection due by now (or all: every != 0). */
+static void
+loop_held_release(struct loop *l, int every)
+{
+	uint32_t now = loop_ms();
+	struct conn *c;
+
+	while ((c = l->held_head) &&
+	       (every || (int32_t)(now - c->q->due) >= 0)) {
+		loop_unhold(l, c);
+		c->flags |= CONN_F_NOW;
+		loop_dirty_add(l, c);
+	}
+	loop_held_arm(l, now);
+}
+
+static void
+loop_held_cb(evutil_socket_t fd, short what, void *arg)
+{
+	loop_held_release(arg, 0);
+}
+
 /* ---- outgoing queue ----------------------------------------------------- */
 
 /* Drops c's queue; an initial-size one is kept in l->spare for reuse. */
@@ -533,6 +687,7 @@ loop_queue_free(struct loop *l, struct conn *c)
 
 	if (!q)
 		return;
+	loop_unhold(l, c);
 	for (i = 0; i < q->count; i++)
 		sbuf_unref(q->items[(q->head + i) % q->cap]);
 	c->q = NULL;
@@ -555,6 +710,8 @@ loop_queue_push(struct loop *l, struct conn *c, struct sbuf *msg)
 		q->head = 0;
 		q->count = 0;
 		q->cap = LOOP_QUEUE_INIT;
+		q->due = 0;
+		q->hprev = q->hnext = NULL;
 		c->q = q;
 	} else if (q->count == q->cap) {
 		oldcap = q->cap;
@@ -655,6 +812,7 @@ loop_ws_established(struct loop *l, struct lws *wsi, struct conn *c)
 	c->magic = CONN_MAGIC;
 	c->wsi = wsi;
 	c->flags = CONN_F_WS;
+	c->last_write = loop_ms() - 0x80000000u;        /* long ago */
 	query = loop_args_dup(wsi);
 	ua = loop_hdr_dup(wsi, WSI_TOKEN_HTTP_USER_AGENT);
 	lws_get_peer_simple(wsi, addr, sizeof(addr));
@@ -753,6 +911,8 @@ loop_ws_writeable(struct loop *l, struct conn *c)
 	}
 	if (!c->q)
 		return 0;
+	if (l->write_delay)
+		c->last_write = loop_ms();
 	n = loop_queue_take(l, c);
 	if (lws_write(c->wsi, (unsigned char *)l->wbuf + LWS_PRE, n,
 		      (c->flags & CONN_F_BINARY) ? LWS_WRITE_BINARY :
@@ -814,17 +974,34 @@ static void
 loop_flush(struct loop *l)
 {
 	struct conn *c;
+	uint32_t now = 0;
 	size_t i;
+	uint8_t f;
 
+	if (l->write_delay && l->n_dirty)
+		now = loop_ms();
 	for (i = 0; i < l->n_dirty; i++) {
 		c = l->dirty[i];
 		if (!c)
 			continue;
 		l->dirty[i] = NULL;
-		c->flags &= (uint8_t)~CONN_F_DIRTY;
+		f = c->flags;
+		c->flags &= (uint8_t)~(CONN_F_DIRTY | CONN_F_NOW |
+				       CONN_F_REPLY);
 		/* a closing connection flushes from its writeable callback */
-		if (c->magic != CONN_MAGIC || (c->flags & CONN_F_CLOSING))
+		if (c->magic != CONN_MAGIC || (c->flags & CONN_F_CLOSING) ||
+		    !c->q)
 			continue;
+		if (l->write_delay && !(f & CONN_F_REPLY)) {
+			/* see "write delay" */
+			if (!(f & CONN_F_NOW) &&
+			    now - c->last_write < l->write_delay) {
+				loop_hold(l, c, c->last_write + l->write_delay,
+					  now);
+				continue;
+			}
+			c->last_write = now;
+		}
 		loop_ws_write_now(l, c);
 	}
 	l->n_dirty = 0;
@@ -841,7 +1018,7 @@ loop_ws_closed(struct loop *l, struct conn *c)
 	user = c->user;
 	if (c->flags & CONN_F_DIRTY)
 		loop_dirty_forget(l, c);
-	loop_queue_free(l, c);
+	loop_queue_free(l, c);          /* also leaves the held list */
 	free(c->rx);
 	free(c->close_reason);
 	memset(c, 0, sizeof(*c));
@@ -1596,7 +1773,10 @@ loop_new(struct event_base *base, int listen_fd, const struct loop_params *p,
 	l->timer_ev = evtimer_new(base, loop_pump_cb, l);
 	l->kick_ev = event_new(base, -1, 0, loop_pump_cb, l);
 	l->accept_pause_ev = evtimer_new(base, loop_accept_resume_cb, l);
-	ASSERT(l->io_ev && l->timer_ev && l->kick_ev && l->accept_pause_ev);
+	l->held_ev = evtimer_new(base, loop_held_cb, l);
+	ASSERT(l->io_ev && l->timer_ev && l->kick_ev && l->accept_pause_ev &&
+	       l->held_ev);
+	loop_set_write_delay(l, p->write_delay_ms);
 	event_add(l->io_ev, NULL);
 
 	/* Both subprotocols share one handler; [0] also serves plain HTTP
@@ -1710,6 +1890,7 @@ loop_free(struct loop *l)
 	event_free(l->timer_ev);
 	event_free(l->kick_ev);
 	event_free(l->accept_pause_ev);
+	event_free(l->held_ev);
 	free(l->ws_path);
 	for (i = 0; i < l->p.n_allowed_origins; i++)
 		free(l->origins[i]);
@@ -1731,6 +1912,21 @@ loop_stop_accepting(struct loop *l)
 		evconnlistener_free(l->lev);
 	l->lev = NULL;
 	evtimer_del(l->accept_pause_ev);
+}
+
+void
+loop_set_write_delay(struct loop *l, int64_t ms)
+{
+	ASSERT(l && l->magic == LOOP_MAGIC);
+	if (ms < 0)
+		ms = 0;
+	if (ms > LOOP_WRITE_DELAY_MAX)
+		ms = LOOP_WRITE_DELAY_MAX;
+	l->write_delay = (uint32_t)ms;
+	/* Off: what waits goes now.  Changed: what waits keeps its due time;
+	 * new holds use the new delay. */
+	if (!l->write_delay && l->held_head)
+		loop_held_release(l, 1);
 }
 
 size_t
@@ -1756,6 +1952,8 @@ loop_conn_start_close(struct conn *c, uint16_t code, const char *reason,
 		      int noflush)
 {
 	c->flags |= CONN_F_CLOSING;
+	/* the writeable callback flushes what is queued, held or not */
+	loop_unhold(loop_of(c->wsi), c);
 	if (noflush) {
 		c->flags |= CONN_F_NOFLUSH;
 		loop_queue_free(loop_of(c->wsi), c);
@@ -1769,7 +1967,7 @@ loop_conn_start_close(struct conn *c, uint16_t code, const char *reason,
 }
 
 int
-loop_conn_send(struct conn *c, struct sbuf *msg)
+loop_conn_send(struct conn *c, struct sbuf *msg, unsigned flags)
 {
 	struct loop *l;
 	size_t queued;
@@ -1784,27 +1982,25 @@ loop_conn_send(struct conn *c, struct sbuf *msg)
 		return -1;
 	}
 	loop_queue_push(l, c, msg);
-	if (!(c->flags & CONN_F_DIRTY)) {
-		/* written at the end of this loop turn, with whatever else
-		 * arrives for c meanwhile (loop_flush) */
-		if (l->n_dirty == l->dirty_cap) {
-			l->dirty_cap = l->dirty_cap ? 2 * l->dirty_cap : 256;
-			l->dirty = xrealloc(l->dirty, l->dirty_cap *
-					    sizeof(l->dirty[0]));
-		}
-		l->dirty[l->n_dirty++] = c;
-		c->flags |= CONN_F_DIRTY;
-		if (!l->in_pump)
-			loop_kick(l);
+	if (flags & LOOP_SEND_REPLY) {
+		/* never held: goes at the end of this turn with the pushes
+		 * queued before it (see "write delay") */
+		loop_unhold(l, c);
+		c->flags |= CONN_F_NOW | CONN_F_REPLY;
+	} else if (c->flags & CONN_F_HELD) {
+		return 0;       /* goes with the rest when c is due */
 	}
+	/* written at the end of this loop turn, with whatever else arrives
+	 * for c meanwhile (loop_flush) */
+	loop_dirty_add(l, c);
 	return 0;
 }
 
 int
-loop_conn_send_copy(struct conn *c, const void *p, size_t n)
+loop_conn_send_copy(struct conn *c, const void *p, size_t n, unsigned flags)
 {
 	struct sbuf *s = sbuf_new(p, n);
-	int rc = loop_conn_send(c, s);
+	int rc = loop_conn_send(c, s, flags);
 
 	sbuf_unref(s);
 	return rc;

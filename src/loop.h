@@ -28,6 +28,8 @@ struct http_req;
 /* Largest WebSocket message loop.c assembles from queued messages (a single
  * queued message bigger than this is still sent, alone). */
 #define LOOP_FRAME_MAX 65536
+/* Largest write delay in milliseconds (a larger one is clamped). */
+#define LOOP_WRITE_DELAY_MAX 60000
 
 struct loop_params {
 	const char *ws_path;            /* "/connection/websocket" */
@@ -41,6 +43,9 @@ struct loop_params {
 	const char *const *allowed_origins;
 	size_t n_allowed_origins;
 	size_t http_body_limit;         /* bigger request body -> 413 */
+	/* client.write_delay in ms; 0: every connection is written at the end
+	 * of the loop turn in which it got messages.  See loop_conn_send(). */
+	int64_t write_delay_ms;
 };
 
 struct loop_ws_info {
@@ -97,18 +102,34 @@ size_t loop_conn_count(const struct loop *l);
 /* Outgoing frames of c are binary (protobuf) instead of text (JSON). */
 void loop_conn_set_binary(struct conn *c, int binary);
 /*
+ * Changes the write delay (a reload): 0 sends what is held at once; another
+ * value applies to the next holds, those already held keep their time.
+ */
+void loop_set_write_delay(struct loop *l, int64_t ms);
+
+/* loop_conn_send() flags */
+#define LOOP_SEND_REPLY 0x1u    /* a reply to a command (or a ping that
+				 * waits for one): never held */
+
+/*
  * Queues one protocol message (a JSON object without newline, or one
  * length-delimited protobuf message).  Takes its own reference on msg (the
- * caller keeps its own).  On the next writable turn everything queued (up to
- * LOOP_FRAME_MAX bytes) goes out as ONE WebSocket message: '\n'-joined for
- * text connections, concatenated for binary ones.
+ * caller keeps its own).  At the end of the loop turn everything queued (up
+ * to LOOP_FRAME_MAX bytes) goes out as ONE WebSocket message: '\n'-joined
+ * for text connections, concatenated for binary ones.  With a write delay,
+ * a connection whose last write is more recent than the delay is written
+ * only when the delay since that write is over (everything queued by then in
+ * one message), unless flags has LOOP_SEND_REPLY: a reply goes at the end of
+ * the turn, after what was queued before it.
  * Returns 0, or -1 when the message was not queued: the connection is
- * closing, or the queue would exceed queue_max_size, in which case the
- * connection is closed with 3008 "slow" without flushing the queue.
+ * closing, or the queue (held messages included) would exceed
+ * queue_max_size, in which case the connection is closed with 3008 "slow"
+ * without flushing the queue.
  */
-int loop_conn_send(struct conn *c, struct sbuf *msg);
+int loop_conn_send(struct conn *c, struct sbuf *msg, unsigned flags);
 /* loop_conn_send() of a copy of p[0..n). */
-int loop_conn_send_copy(struct conn *c, const void *p, size_t n);
+int loop_conn_send_copy(struct conn *c, const void *p, size_t n,
+			unsigned flags);
 /*
  * Flushes what is queued, then sends a close frame with code and reason
  * (truncated to 122 bytes), waits up to 5 s for the peer's close, drops the

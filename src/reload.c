@@ -19,7 +19,9 @@
 #include "heritage.h"
 #include "ipc.h"
 #include "log.h"
+#include "loop.h"
 #include "reload.h"
+#include "worker.h"
 #include "xmalloc.h"
 
 /* ---- restart-only options keep their running value ---- */
@@ -250,6 +252,8 @@ reload_apply(struct config *newcfg, struct buf *err)
 		return -1;
 	}
 	api_reconfigure(newcfg);
+	if (worker_loop() != NULL)
+		loop_set_write_delay(worker_loop(), newcfg->client_write_delay);
 	/* The previous heritage.cfg is left allocated on purpose (see
 	 * reload.h): chan_opts pointers of requests in flight point into
 	 * it.  One config per reload leaks. */

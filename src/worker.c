@@ -420,6 +420,7 @@ worker_main(void)
 	lp.allowed_origins = (const char *const *)cfg->client_allowed_origins.v;
 	lp.n_allowed_origins = cfg->client_allowed_origins.n;
 	lp.http_body_limit = 10 * 1024 * 1024;
+	lp.write_delay_ms = cfg->client_write_delay;
 	if (heritage.internal_fd >= 0) {
 		struct loop_handlers ih = {
 			.ws_open = worker_ws_refuse,

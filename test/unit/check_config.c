@@ -106,6 +106,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->client_presence_update_interval, 27000);
 	ck_assert_int_eq(cfg->client_channel_limit, 128);
 	ck_assert_int_eq(cfg->client_queue_max_size, 1048576);
+	ck_assert_int_eq(cfg->client_write_delay, 0);
 	ck_assert_int_eq(cfg->client_history_max_publication_limit, 300);
 	ck_assert_int_eq(cfg->client_allow_anonymous_connect_without_token, 0);
 	ck_assert_uint_eq(cfg->client_allowed_origins.n, 0);
@@ -162,7 +163,7 @@ static const char valid_conf[] =
     "  subscription_token = { enabled = true; hmac_secret_key = \"sub\"; };\n"
     "  allowed_origins = [\"https://a.example\", \"https://b.example\"];\n"
     "  ping_interval = \"1m30s\"; pong_timeout = \"500ms\";\n"
-    "  queue_max_size = 4096; channel_limit = 0;\n"
+    "  queue_max_size = 4096; channel_limit = 0; write_delay = \"20ms\";\n"
     "  subscribe_to_user_personal_channel = { enabled = true;\n"
     "    personal_channel_namespace = \"chat\"; single_connection = true; };\n"
     "};\n"
@@ -213,6 +214,7 @@ START_TEST(test_valid_file)
 	ck_assert_int_eq(cfg->client_ping_interval, 90000);
 	ck_assert_int_eq(cfg->client_pong_timeout, 500);
 	ck_assert_int_eq(cfg->client_queue_max_size, 4096);
+	ck_assert_int_eq(cfg->client_write_delay, 20);
 	ck_assert_int_eq(cfg->client_channel_limit, 0);
 	ck_assert_int_eq(cfg->websocket_message_size_limit, 1024);
 	ck_assert_int_eq(cfg->websocket_write_timeout, 2000);
@@ -348,6 +350,10 @@ START_TEST(test_out_of_bounds)
 	expect_error("channel = { namespace_boundary = \"\"; };\n", 1, "at least 1 characters");
 	expect_error("client = { presence_update_interval = \"0\"; };\n", 1, "below the minimum");
 	expect_error("client = { stale_close_delay = \"-1s\"; };\n", 1, "negative duration not allowed");
+	expect_error("\nclient = { write_delay = \"61s\"; };\n", 2,
+	    "'client.write_delay': duration 1m1s is above the maximum 1m");
+	expect_error("client = { write_delay = \"-10ms\"; };\n", 1, "negative duration not allowed");
+	expect_error("client = { write_delay = \"10\"; };\n", 1, "invalid duration");
 }
 END_TEST
 
