@@ -90,6 +90,9 @@ metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels,
 	metrics_one(b, "centrifugo_transport_messages_sent_size", "counter",
 	    "Bytes of client protocol messages sent.", "{transport=\"websocket\"}",
 	    METRICS_SUM(bytes_sent));
+	metrics_one(b, "centrifugo_transport_messages_received", "counter",
+	    "Number of client protocol messages received.", "{transport=\"websocket\"}",
+	    METRICS_SUM(messages_received));
 	metrics_one(b, "centrifugo_transport_messages_received_size", "counter",
 	    "Bytes of client protocol messages received.", "{transport=\"websocket\"}",
 	    METRICS_SUM(bytes_received));

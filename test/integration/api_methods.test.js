@@ -277,7 +277,7 @@ describe('server API: every method', () => {
     assert.deepEqual(b, a);
     await c.push({ channel: ch, kind: 'pub' });
     await assertNothingBefore(srv, [c], ch, (m) => m.push && m.push.pub && m.push.pub.data.once, 'idempotent repeat');
-  }, { todo: 'publish idempotency_key not implemented yet' });
+  });
 
   h.test('publish tags are delivered and stored', async (t, srv) => {
     const ch = uniq('hist');
