@@ -141,6 +141,22 @@ describe('redis engine: two nodes, one redis', { skip: redisSkip }, () => {
     }
   });
 
+  T('idempotency_key across nodes: the repeat on B returns A\'s result and is not delivered again', async () => {
+    const [A, B] = ctx.nodes;
+    const c = await rawOn(A, 'idem', open);
+    for (const ns of ['hist', 'chat']) {
+      const ch = uniq(ns);
+      assert.ok((await c.subscribe(ch)).subscribe);
+      const first = await apiOk(A, 'publish', { channel: ch, data: { once: ns }, idempotency_key: `k-${ch}` });
+      const again = await apiOk(B, 'publish', { channel: ch, data: { once: ns }, idempotency_key: `k-${ch}` });
+      assert.deepEqual(again, first, `same result on B (${ns})`);
+      if (ns === 'hist') assert.equal(first.offset, 1, JSON.stringify(first));
+      await apiOk(B, 'publish', { channel: ch, data: { sentinel: true } });
+      await rawPub(c, ch, (p) => p.data.sentinel === true);
+      assert.equal(rawPubsIn(c, ch).filter((p) => p.data.once === ns).length, 1, `delivered once (${ns})`);
+    }
+  });
+
   T('history across nodes: 3 publishes on A, history on B, history_remove on B empties it for A', async () => {
     const [A, B] = ctx.nodes;
     const ch = uniq('hist');
