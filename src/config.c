@@ -1275,7 +1275,20 @@ validate(struct loader *ld, struct config *cfg)
 		struct redis_addr ra;
 		char why[200];
 
-		if (cfg->engine_redis_address.n == 0)
+		for (size_t i = 0; i < cfg->engine_redis_sentinel_address.n; i++) {
+			struct redis_addr *list = NULL;
+			size_t n = 0;
+			if (redis_sentinels_parse(cfg->engine_redis_sentinel_address.v[i], &list, &n,
+			    why, sizeof(why)) != 0)
+				ld_err(ld, &ld->top[CI_engine_redis_sentinel_address],
+				    "option 'engine.redis.sentinel_address': \"%s\": %s",
+				    cfg->engine_redis_sentinel_address.v[i], why);
+			redis_sentinels_free(list, n);
+		}
+		if (cfg->engine_redis_sentinel_address.n && cfg->engine_redis_sentinel_master_name[0] == '\0')
+			ld_err(ld, &ld->top[CI_engine_redis_sentinel_address],
+			    "option 'engine.redis.sentinel_address' needs engine.redis.sentinel_master_name");
+		if (cfg->engine_redis_address.n == 0 && cfg->engine_redis_sentinel_address.n == 0)
 			ld_err(ld, &ld->top[CI_engine_redis_address],
 			    "option 'engine.redis.address': at least one address is needed");
 		for (size_t i = 0; i < cfg->engine_redis_address.n; i++) {

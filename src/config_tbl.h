@@ -68,6 +68,14 @@ CONFIG_OPT(engine_type, "engine.type", STRING, "memory", 0, 0, "memory|redis", C
 	"Engine ordering publications and keeping history and presence: memory (a single node) or redis (several nodes sharing one Redis setup: PUB/SUB, history streams, presence, node discovery).")
 CONFIG_OPT(engine_redis_address, "engine.redis.address", STRLIST, "redis://127.0.0.1:6379", 0, 0, NULL, CFG_RESTART,
 	"Redis addresses: host:port, redis://[user:password@]host:port[/db] or unix:///path/to/socket. A single string or a list; several entries shard channels over several Redis servers (consistent hashing by channel; every node must list them in the same order). TLS (rediss://), Sentinel and Cluster addresses are refused.")
+CONFIG_OPT(engine_redis_sentinel_address, "engine.redis.sentinel_address", STRLIST, "", 0, 0, NULL, CFG_RESTART,
+	"Redis Sentinel mode, taking precedence over address: each entry is one shard, written as its sentinels' host:port separated by commas. The master of sentinel_master_name is asked from them before every (re)connection, so a failover is followed.")
+CONFIG_OPT(engine_redis_sentinel_master_name, "engine.redis.sentinel_master_name", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Name of the master set the sentinels monitor (needed with sentinel_address).")
+CONFIG_OPT(engine_redis_sentinel_user, "engine.redis.sentinel_user", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"User name for the sentinels (AUTH user password).")
+CONFIG_OPT(engine_redis_sentinel_password, "engine.redis.sentinel_password", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Password for the sentinels.")
 CONFIG_OPT(engine_redis_prefix, "engine.redis.prefix", STRING, "centrifugo", 1, 0, NULL, CFG_RESTART,
 	"Prefix of every Redis key and PUB/SUB channel name. Distinct installations sharing one Redis need distinct prefixes.")
 CONFIG_OPT(engine_redis_user, "engine.redis.user", STRING, "", 0, 0, NULL, CFG_RESTART,

@@ -172,12 +172,21 @@ struct redis_conn {
 	uint64_t retry_at_ms;     /* 0, or when to try again */
 	unsigned backoff_ms;
 	int was_up;               /* had been connected before (for logs) */
+	int stale;                /* talks to a replica: re-establish */
 };
 
 struct redis_shard {
 	unsigned index;
-	struct redis_addr addr;
+	struct redis_addr addr;           /* with sentinels: the last master they named */
 	struct redis_conn cmd, sub;
+	/* Sentinel mode: the master is asked before every (re)connection. */
+	struct redis_addr *sentinels;
+	size_t nsentinels;
+	size_t next_sentinel;             /* the one to ask first */
+	size_t asked;                     /* sentinels asked in this round */
+	redisAsyncContext *sac;           /* the sentinel being asked, or NULL */
+	uint64_t sac_started_ms;
+	unsigned waiting;                 /* 1: cmd, 2: sub wait for the answer */
 };
 
 /* A position request waiting for its channel's subscription. */
@@ -295,14 +304,18 @@ redis_op_new(enum redis_op_kind kind, const char *ch, size_t len)
 	return op;
 }
 
-/* The answer's error, logged; 0 for a usable reply. */
+/* The answer's error, logged; 0 for a usable reply.  A master that became
+ * a replica (READONLY) marks the connection for re-establishing, which in
+ * Sentinel mode finds the new master. */
 static int
-redis_reply_error(const redisReply *r, const char *what)
+redis_reply_error(struct redis_conn *c, const redisReply *r, const char *what)
 {
 	if (r == NULL)
 		return 100;
 	if (r->type == REDIS_REPLY_ERROR) {
 		log_error("redis: %s: %.*s", what, (int)r->len, r->str);
+		if (c && (strncmp(r->str, "READONLY", 8) == 0 || strncmp(r->str, "MASTERDOWN", 10) == 0))
+			c->stale = 1;
 		return 100;
 	}
 	return 0;
@@ -481,17 +494,17 @@ redis_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 	c->progress_ms = wheel_now_ms();
 	switch (op->kind) {
 	case OP_NONE:
-		redis_reply_error(r, "command");
+		redis_reply_error(c, r, "command");
 		break;
 	case OP_SCRIPT_LOAD:
-		if ((err = redis_reply_error(r, "SCRIPT LOAD")) == 0 &&
+		if ((err = redis_reply_error(c, r, "SCRIPT LOAD")) == 0 &&
 		    (r->type != REDIS_REPLY_STRING || strcmp(r->str, rd.sha[op->script]) != 0))
 			log_error("redis: SCRIPT LOAD answered an unexpected digest");
 		if (err == 0 && op->script == SCRIPT_COUNT - 1 && r)
 			redis_cmd_ready(c);
 		break;
 	case OP_PUBLISH:
-		if ((err = redis_reply_error(r, "publish")) != 0) {
+		if ((err = redis_reply_error(c, r, "publish")) != 0) {
 			broker_publish_done(op->to, err, 0, "");
 		} else if (r->type == REDIS_REPLY_INTEGER) {          /* plain PUBLISH */
 			broker_publish_done(op->to, 0, 0, "");
@@ -508,7 +521,7 @@ redis_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		break;
 	case OP_READ:
 	case OP_POSITION:
-		if ((err = redis_reply_error(r, "history read")) == 0 &&
+		if ((err = redis_reply_error(c, r, "history read")) == 0 &&
 		    (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 		     r->element[0]->type != REDIS_REPLY_INTEGER ||
 		     r->element[1]->type != REDIS_REPLY_STRING)) {
@@ -521,10 +534,10 @@ redis_on_reply(redisAsyncContext *ac, void *reply, void *priv)
 			redis_position_answer(op, r);
 		break;
 	case OP_REMOVE:
-		op->done_cb(op->arg, redis_reply_error(r, "history remove"));
+		op->done_cb(op->arg, redis_reply_error(c, r, "history remove"));
 		break;
 	case OP_PRESENCE:
-		if ((err = redis_reply_error(r, "presence")) == 0 && r->type != REDIS_REPLY_ARRAY)
+		if ((err = redis_reply_error(c, r, "presence")) == 0 && r->type != REDIS_REPLY_ARRAY)
 			err = 100;
 		if (err)
 			op->presence_cb(op->arg, err, NULL, 0);
@@ -1212,7 +1225,7 @@ redis_cmd_ready(struct redis_conn *c)
 /* Starts a connection: AUTH and SELECT first, then (commands) the scripts
  * or (PUB/SUB) the subscriptions, once connected. */
 static void
-redis_connect(struct redis_conn *c)
+redis_connect_direct(struct redis_conn *c)
 {
 	struct redis_shard *s = c->shard;
 	redisAsyncContext *ac;
@@ -1282,6 +1295,151 @@ redis_connect(struct redis_conn *c)
 	c->progress_ms = wheel_now_ms();
 }
 
+/* ------------------------------------------------------------------ */
+/* Sentinel                                                            */
+
+static void redis_sentinel_ask(struct redis_shard *s);
+
+/* No sentinel of the shard named a master: the waiting connections
+ * retry later, with their backoff. */
+static void
+redis_sentinel_failed(struct redis_shard *s, const char *why)
+{
+	unsigned waiting = s->waiting;
+
+	s->waiting = 0;
+	s->asked = 0;
+	if (waiting & 1)
+		redis_conn_down(&s->cmd, why);
+	if (waiting & 2)
+		redis_conn_down(&s->sub, why);
+}
+
+/* The sentinel being asked failed: the next one, or give up. */
+static void
+redis_sentinel_next(struct redis_shard *s, const char *why)
+{
+	log_warn("redis shard %u: sentinel %s:%d: %s", s->index,
+	    s->sentinels[s->next_sentinel].host, s->sentinels[s->next_sentinel].port, why);
+	s->next_sentinel = (s->next_sentinel + 1) % s->nsentinels;
+	if (s->asked >= s->nsentinels)
+		redis_sentinel_failed(s, "no sentinel named a master");
+	else
+		redis_sentinel_ask(s);
+}
+
+static void
+redis_sentinel_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct redis_shard *s = priv;
+	redisReply *r = reply;
+	unsigned waiting;
+	int port;
+
+	if (s->sac != ac)
+		return;                 /* freed by a timeout: handled there */
+	s->sac = NULL;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
+	    (port = atoi(r->element[1]->str)) <= 0 || port > 65535) {
+		if (r)
+			redisAsyncDisconnect(ac);
+		redis_sentinel_next(s, r && r->type == REDIS_REPLY_ERROR ? r->str :
+		    "no master of that name");
+		return;
+	}
+	if (s->addr.host == NULL || strcmp(s->addr.host, r->element[0]->str) != 0 ||
+	    s->addr.port != port) {
+		log_info("redis shard %u: master %s is %s:%d", s->index,
+		    rd.cfg->engine_redis_sentinel_master_name, r->element[0]->str, port);
+		free(s->addr.host);
+		s->addr.host = xstrdup(r->element[0]->str);
+		s->addr.port = port;
+	}
+	redisAsyncDisconnect(ac);
+	waiting = s->waiting;
+	s->waiting = 0;
+	s->asked = 0;
+	if (waiting & 1)
+		redis_connect_direct(&s->cmd);
+	if (waiting & 2)
+		redis_connect_direct(&s->sub);
+}
+
+static void
+redis_sentinel_connected(const redisAsyncContext *ac, int status)
+{
+	struct redis_shard *s = ac->data;
+
+	if (status != REDIS_OK && s->sac == ac) {
+		s->sac = NULL;          /* hiredis frees it */
+		redis_sentinel_next(s, ac->errstr[0] ? ac->errstr : "connect failed");
+	}
+}
+
+static void
+redis_sentinel_gone(const redisAsyncContext *ac, int status)
+{
+	struct redis_shard *s = ac->data;
+
+	if (s->sac == ac) {
+		s->sac = NULL;
+		redis_sentinel_next(s, "connection closed");
+	}
+}
+
+/* Asks the next sentinel for the master's address (asynchronously). */
+static void
+redis_sentinel_ask(struct redis_shard *s)
+{
+	const struct redis_addr *a = &s->sentinels[s->next_sentinel];
+	const char *user = rd.cfg->engine_redis_sentinel_user;
+	const char *pass = rd.cfg->engine_redis_sentinel_password;
+	const char *master = rd.cfg->engine_redis_sentinel_master_name;
+	redisAsyncContext *ac;
+
+	s->asked++;
+	ac = redisAsyncConnect(a->host, a->port);
+	if (ac == NULL || ac->err) {
+		if (ac)
+			redisAsyncFree(ac);
+		redis_sentinel_next(s, "cannot connect");
+		return;
+	}
+	ac->data = s;
+	s->sac = ac;
+	s->sac_started_ms = wheel_now_ms();
+	redisLibeventAttach(ac, rd.base);
+	redisAsyncSetConnectCallback(ac, redis_sentinel_connected);
+	redisAsyncSetDisconnectCallback(ac, redis_sentinel_gone);
+	if (pass[0]) {
+		const char *argv[3] = { "AUTH", user[0] ? user : pass, pass };
+		size_t lens[3] = { 4, strlen(argv[1]), strlen(pass) };
+		redisAsyncCommandArgv(ac, NULL, NULL, user[0] ? 3 : 2, argv, lens);
+	}
+	{
+		const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", master };
+		size_t lens[3] = { 8, 23, strlen(master) };
+		redisAsyncCommandArgv(ac, redis_sentinel_reply, s, 3, argv, lens);
+	}
+}
+
+/* Starts a connection; in Sentinel mode after asking for the master. */
+static void
+redis_connect(struct redis_conn *c)
+{
+	struct redis_shard *s = c->shard;
+
+	if (s->nsentinels == 0) {
+		redis_connect_direct(c);
+		return;
+	}
+	c->retry_at_ms = 0;
+	s->waiting |= c->is_sub ? 2 : 1;
+	if (s->sac == NULL && s->asked == 0)
+		redis_sentinel_ask(s);
+}
+
 /* Timeouts and reconnections of one connection. */
 static void
 redis_conn_check(struct redis_conn *c, uint64_t now)
@@ -1297,6 +1455,22 @@ redis_conn_check(struct redis_conn *c, uint64_t now)
 		c->ac = NULL;
 		redisAsyncFree(ac);
 		redis_conn_down(c, "connect timeout");
+		return;
+	}
+	if (c->stale) {
+		redisAsyncContext *ac = c->ac;
+		c->stale = 0;
+		c->ac = NULL;
+		redisAsyncFree(ac);
+		redis_conn_down(c, "the server is no longer a master");
+		if (c->shard->sub.ac) {
+			/* The PUB/SUB connection follows to the new master. */
+			struct redis_conn *sub = &c->shard->sub;
+			ac = sub->ac;
+			sub->ac = NULL;
+			redisAsyncFree(ac);
+			redis_conn_down(sub, "following the master");
+		}
 		return;
 	}
 	if (c->is_sub && c->up && now - c->progress_ms >= (uint64_t)rd.cfg->engine_redis_io_timeout +
@@ -1332,8 +1506,15 @@ redis_timer_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = wheel_now_ms();
 
 	for (unsigned i = 0; i < rd.nshards; i++) {
-		redis_conn_check(&rd.shards[i].cmd, now);
-		redis_conn_check(&rd.shards[i].sub, now);
+		struct redis_shard *s = &rd.shards[i];
+		if (s->sac && now - s->sac_started_ms >= (uint64_t)rd.cfg->engine_redis_connect_timeout) {
+			redisAsyncContext *ac = s->sac;
+			s->sac = NULL;
+			redisAsyncFree(ac);
+			redis_sentinel_next(s, "no answer in time");
+		}
+		redis_conn_check(&s->cmd, now);
+		redis_conn_check(&s->sub, now);
 	}
 	if (now >= rd.next_info_ms) {
 		struct buf frame = BUF_INIT;
@@ -1381,12 +1562,21 @@ redis_start(struct event_base *base, const struct config *cfg)
 	rd.control = buf_steal(&b, NULL);
 	buf_free(&b);
 
-	rd.nshards = (unsigned)cfg->engine_redis_address.n;
+	rd.nshards = (unsigned)(cfg->engine_redis_sentinel_address.n ?
+	    cfg->engine_redis_sentinel_address.n : cfg->engine_redis_address.n);
 	rd.shards = xcalloc(rd.nshards, sizeof(*rd.shards));
 	for (unsigned i = 0; i < rd.nshards; i++) {
 		struct redis_shard *s = &rd.shards[i];
 		char why[200];
-		if (redis_addr_parse(cfg->engine_redis_address.v[i], &s->addr, why, sizeof(why)) != 0) {
+		if (cfg->engine_redis_sentinel_address.n) {
+			if (redis_sentinels_parse(cfg->engine_redis_sentinel_address.v[i], &s->sentinels,
+			    &s->nsentinels, why, sizeof(why)) != 0) {
+				log_error("engine.redis.sentinel_address \"%s\": %s",
+				    cfg->engine_redis_sentinel_address.v[i], why);
+				return -1;
+			}
+			s->addr.db = -1;
+		} else if (redis_addr_parse(cfg->engine_redis_address.v[i], &s->addr, why, sizeof(why)) != 0) {
 			log_error("engine.redis.address \"%s\": %s", cfg->engine_redis_address.v[i], why);
 			return -1;
 		}
@@ -1432,7 +1622,13 @@ redis_stop(void)
 			s->sub.ac = NULL;
 			redisAsyncFree(ac);
 		}
+		if (s->sac) {
+			redisAsyncContext *ac = s->sac;
+			s->sac = NULL;
+			redisAsyncFree(ac);
+		}
 		redis_addr_free(&s->addr);
+		redis_sentinels_free(s->sentinels, s->nsentinels);
 	}
 	for (e = htab_first(&rd.chans, &it); e; e = htab_next(&rd.chans, &it, e)) {
 		struct redis_chan *c = e->value;

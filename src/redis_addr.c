@@ -43,8 +43,9 @@ redis_addr_parse(const char *s, struct redis_addr *a, char *why, size_t cap)
 	a->db = -1;
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		if (strncmp(s, refused[i], strlen(refused[i])) == 0) {
-			snprintf(why, cap, "%.*s addresses (TLS, Sentinel, Cluster) are not supported",
-			    (int)strlen(refused[i]), refused[i]);
+			snprintf(why, cap, "%.*s addresses (TLS, Sentinel, Cluster) are not supported%s",
+			    (int)strlen(refused[i]), refused[i], strstr(refused[i], "sentinel") ?
+			    " (for Sentinel, set sentinel_address and sentinel_master_name)" : "");
 			return -1;
 		}
 	}
@@ -124,6 +125,48 @@ redis_addr_free(struct redis_addr *a)
 	free(a->user);
 	free(a->password);
 	memset(a, 0, sizeof(*a));
+}
+
+int
+redis_sentinels_parse(const char *s, struct redis_addr **list, size_t *n, char *why, size_t cap)
+{
+	const char *p = s;
+
+	*list = NULL;
+	*n = 0;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char *one = xstrndup(p, len);
+		struct redis_addr a;
+		int rc = redis_addr_parse(one, &a, why, cap);
+
+		free(one);
+		if (rc == 0 && a.path != NULL) {
+			snprintf(why, cap, "a sentinel must be host:port");
+			redis_addr_free(&a);
+			rc = -1;
+		}
+		if (rc != 0) {
+			redis_sentinels_free(*list, *n);
+			*list = NULL;
+			*n = 0;
+			return -1;
+		}
+		*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+		(*list)[(*n)++] = a;
+		if (comma == NULL)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+void
+redis_sentinels_free(struct redis_addr *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		redis_addr_free(&list[i]);
+	free(list);
 }
 
 unsigned

@@ -23,6 +23,13 @@ int redis_addr_parse(const char *s, struct redis_addr *a, char *why, size_t cap)
 
 void redis_addr_free(struct redis_addr *a);
 
+/* One engine.redis.sentinel_address entry: host:port[,host:port...], each a
+ * plain address.  0 with *list (n entries, free with redis_sentinels_free),
+ * or -1 with the reason in why. */
+int redis_sentinels_parse(const char *s, struct redis_addr **list, size_t *n, char *why,
+    size_t cap);
+void redis_sentinels_free(struct redis_addr *list, size_t n);
+
 /* The shard (0..nshards-1) of a channel: jump consistent hash of the
  * name's 64-bit FNV-1a hash, as Centrifugo, so nodes agree and adding a
  * shard moves only the channels the new one takes. */

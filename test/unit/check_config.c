@@ -379,6 +379,10 @@ START_TEST(test_bad_values)
 	expect_error("engine = { type = \"redis\"; };\nbroker = { enabled = true; type = \"nats\"; };\n", 2,
 	    "not supported (choose one)");
 	expect_error("broker = { type = \"kafka\"; };\n", 1, "invalid value \"kafka\"");
+	expect_error("engine = { type = \"redis\"; redis = { sentinel_address = [\"s1:26379\"]; }; };\n", 1,
+	    "needs engine.redis.sentinel_master_name");
+	expect_error("engine = { type = \"redis\"; redis = { sentinel_address = [\"s1:26379,:1\"];\n"
+	    " sentinel_master_name = \"m\"; }; };\n", 1, "'engine.redis.sentinel_address': \"s1:26379,:1\": no host name");
 	expect_error("engine = { type = \"nats\"; };\n", 1, "invalid value \"nats\"");
 	expect_error("http_api = { error_mode = \"custom\"; };\n", 1, "invalid value \"custom\"");
 	expect_error("client = { token = { user_id_claim = \"user-id\"; }; };\n", 1, "user_id_claim");

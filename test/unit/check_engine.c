@@ -109,6 +109,27 @@ START_TEST(test_addr_forms)
 }
 END_TEST
 
+START_TEST(test_sentinels)
+{
+	struct redis_addr *list;
+	size_t n;
+	char why[200];
+
+	ck_assert_int_eq(redis_sentinels_parse("10.0.0.1:26379,10.0.0.2:26380,s3", &list, &n,
+	    why, sizeof(why)), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(list[1].host, "10.0.0.2");
+	ck_assert_int_eq(list[1].port, 26380);
+	ck_assert_int_eq(list[2].port, 6379);
+	redis_sentinels_free(list, n);
+	ck_assert_int_eq(redis_sentinels_parse("a:1,,b:2", &list, &n, why, sizeof(why)), -1);
+	ck_assert_ptr_null(list);
+	ck_assert_int_eq(redis_sentinels_parse("unix:///tmp/s", &list, &n, why, sizeof(why)), -1);
+	ck_assert_ptr_nonnull(strstr(why, "host:port"));
+	ck_assert_int_eq(redis_sentinels_parse("a:1,b:x", &list, &n, why, sizeof(why)), -1);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -120,6 +141,7 @@ engine_suite(void)
 	tcase_add_test(tc, test_items_truncated);
 	tcase_add_test(tc, test_shard_index);
 	tcase_add_test(tc, test_addr_forms);
+	tcase_add_test(tc, test_sentinels);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -252,11 +252,11 @@ class Service {
 }
 
 class RedisService extends Service {
-  constructor(port, dir) { super('redis', REDIS_BIN, port, dir); }
+  constructor(port, dir, extra = []) { super('redis', REDIS_BIN, port, dir); this.extra = extra; }
 
   args() {
     return ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--dir', this.dir, '--daemonize', 'no', '--protected-mode', 'no'];
+      '--dir', this.dir, '--daemonize', 'no', '--protected-mode', 'no', ...this.extra];
   }
 
   get address() { return `127.0.0.1:${this.port}`; }
@@ -281,6 +281,32 @@ class RedisService extends Service {
     await this.kill();
     return this.start(opts);
   }
+}
+
+// redis-server in Sentinel mode watching one master (quick failure
+// detection, for tests).
+class SentinelService extends Service {
+  constructor(port, dir, { masterPort, name }) {
+    super('sentinel', REDIS_BIN, port, dir);
+    this.conf = path.join(dir, 'sentinel.conf');
+    fs.writeFileSync(this.conf, [
+      `port ${port}`, 'bind 127.0.0.1', 'protected-mode no', `dir ${dir}`,
+      `sentinel monitor ${name} 127.0.0.1 ${masterPort} 1`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 5000`, '',
+    ].join('\n'));
+  }
+
+  args() { return [this.conf, '--sentinel']; }
+
+  get address() { return `127.0.0.1:${this.port}`; }
+
+  async probe() {
+    const r = await redisCommand(this.port, ['PING'], { timeout: 1000 });
+    if (r !== 'PONG') throw new Error(`sentinel PING answered ${JSON.stringify(r)}`);
+  }
+
+  command(...args) { return redisCommand(this.port, args); }
 }
 
 class NatsService extends Service {
@@ -313,6 +339,22 @@ async function startService(Cls, opts) {
 function startRedis(opts) {
   if (!REDIS_BIN) throw new Error(redisSkip);
   return startService(RedisService, opts);
+}
+
+// A redis-server with extra arguments (e.g. ['--replicaof', '127.0.0.1', port]).
+async function startRedisWith(extra, opts) {
+  if (!REDIS_BIN) throw new Error(redisSkip);
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cf-svc-'));
+  return new RedisService(port, dir, extra).start(opts);
+}
+
+// A sentinel watching the master on masterPort under `name`.
+async function startSentinel(masterPort, name, opts) {
+  if (!REDIS_BIN) throw new Error(redisSkip);
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cf-svc-'));
+  return new SentinelService(port, dir, { masterPort, name }).start(opts);
 }
 
 function startNats(opts) {
@@ -481,7 +523,7 @@ function clusterTest(ctx, name, fn, opts = {}) {
 
 module.exports = {
   REDIS_BIN, NATS_BIN, redisSkip, natsSkip,
-  RedisService, NatsService, startRedis, startNats,
+  RedisService, NatsService, startRedis, startNats, startRedisWith, startSentinel,
   redisCommand, respEncode, respParse, tcpExchange,
   uniquePrefix, startNodes, killNodeTree, describeAll, clusterTest,
   apiOk, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
