@@ -698,12 +698,10 @@ static void
 counts_forget(struct htab *t, unsigned w, uint64_t *sum, int interest)
 {
 	struct buf keys = BUF_INIT;
-	size_t it;
+	size_t it, off = 0;
 	struct htab_entry *e;
-
 	const char *k;
 	uint32_t kl;
-	size_t off = 0;
 
 	for (e = htab_first(t, &it); e; e = htab_next(t, &it, e)) {
 		struct counts *c = e->value;

@@ -269,12 +269,10 @@ mem_idem_purge(void)
 {
 	uint64_t now = wheel_now_ms();
 	struct buf keys = BUF_INIT;
-	size_t it;
+	size_t it, off = 0;
 	struct htab_entry *e;
-
 	const char *k;
 	uint32_t kl;
-	size_t off = 0;
 
 	for (e = htab_first(&mem.idem, &it); e; e = htab_next(&mem.idem, &it, e)) {
 		struct idem_result *r = e->value;

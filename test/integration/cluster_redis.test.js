@@ -22,7 +22,7 @@ const { assertHealthy } = require('./lib/harness');
 const { sleep, pollUntil } = require('./lib/util');
 const {
   redisSkip, startRedis, uniquePrefix, startNodes, killNodeTree, clusterTest,
-  apiOk, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
+  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
 } = require('./lib/services');
 
 const OPEN = {
@@ -276,24 +276,7 @@ describe('redis engine: two nodes, one redis', { skip: redisSkip }, () => {
     assert.deepEqual(await apiOk(A, 'presence_stats', { channel: ch }), { num_clients: 1, num_users: 1 });
   });
 
-  T('channels on either node counts every node\'s subscribers (survey on the control channel)', async () => {
-    const [A, B] = ctx.nodes;
-    const tag = `sv${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const onA = `chat:${tag}-a`, onB = `chat:${tag}-b`, both = `chat:${tag}-both`;
-    const a = await rawOn(A, 'sv-a', open);
-    const b = await rawOn(B, 'sv-b', open);
-    for (const [c, ch] of [[a, onA], [a, both], [b, onB], [b, both]]) assert.ok((await c.subscribe(ch)).subscribe);
-    const want = { [onA]: { num_clients: 1 }, [onB]: { num_clients: 1 }, [both]: { num_clients: 2 } };
-    for (const node of [A, B]) {
-      const got = await pollUntil(async () => {
-        const res = await apiOk(node, 'channels', { pattern: `chat:${tag}-*` });
-        // Until the other node is known (its first announcement).
-        const n = res.channels && res.channels[both] && res.channels[both].num_clients;
-        return n === 2 ? res.channels : null;
-      }, { timeout: 15000, interval: 300, what: `channels on ${node.nodeName} summing both nodes` });
-      assert.deepEqual(got, want, `channels on ${node.nodeName}`);
-    }
-  });
+  T('channels on either node counts every node\'s subscribers (survey on the control channel)', () => channelsAcrossNodes(ctx, open));
 
   T('info on A and on B lists both nodes (names A and B, distinct uids) with their client counts', async (t) => {
     const [A, B] = ctx.nodes;

@@ -521,10 +521,31 @@ function clusterTest(ctx, name, fn, opts = {}) {
   });
 }
 
+// The channels API on either node of ctx.nodes ([A, B]) sums both nodes'
+// subscribers: one channel on A, one on B, one on both.
+async function channelsAcrossNodes(ctx, open) {
+  const [A, B] = ctx.nodes;
+  const tag = `sv${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const onA = `chat:${tag}-a`, onB = `chat:${tag}-b`, both = `chat:${tag}-both`;
+  const a = await rawOn(A, 'sv-a', open);
+  const b = await rawOn(B, 'sv-b', open);
+  for (const [c, ch] of [[a, onA], [a, both], [b, onB], [b, both]]) assert.ok((await c.subscribe(ch)).subscribe);
+  const want = { [onA]: { num_clients: 1 }, [onB]: { num_clients: 1 }, [both]: { num_clients: 2 } };
+  for (const node of [A, B]) {
+    const got = await pollUntil(async () => {
+      const res = await apiOk(node, 'channels', { pattern: `chat:${tag}-*` });
+      // Until the other node is known (its first announcement).
+      const n = res.channels && res.channels[both] && res.channels[both].num_clients;
+      return n === 2 ? res.channels : null;
+    }, { timeout: 15000, interval: 300, what: `channels on ${node.nodeName} summing both nodes` });
+    assert.deepEqual(got, want, `channels on ${node.nodeName}`);
+  }
+}
+
 module.exports = {
   REDIS_BIN, NATS_BIN, redisSkip, natsSkip,
   RedisService, NatsService, startRedis, startNats, startRedisWith, startSentinel,
   redisCommand, respEncode, respParse, tcpExchange,
   uniquePrefix, startNodes, killNodeTree, describeAll, clusterTest,
-  apiOk, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
+  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
 };
