@@ -78,7 +78,11 @@ struct broker {
 	struct htab users;                    /* user -> struct counts: connections */
 	uint64_t nclients, nsubs;
 	struct event *check_ev;
-	pid_t *worker_pids;                   /* last pid seen alive per worker */
+	pid_t *worker_pids;                   /* last pid seen alive per worker slot */
+	/* Request rings drained: max(active workers, 1 + the highest slot
+	 * with a pid in worker_pids), so a worker a reload stops is heard
+	 * until it is gone (broker_check_cb() recomputes live_span). */
+	unsigned live_span;
 	struct ring_cursor *req_cursors;
 	struct pending_reply **pending;       /* per worker, FIFO */
 	struct pending_reply **pending_tail;
@@ -146,7 +150,7 @@ broker_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	int again = 0;
 
-	for (unsigned w = 0; w < heritage.nworkers; w++) {
+	for (unsigned w = 0; w < heritage.max_workers; w++) {
 		broker_flush_pending(w);
 		again |= broker.pending[w] != NULL;
 	}
@@ -189,7 +193,7 @@ broker_publish_done(struct engine_to to, int err, uint64_t offset, const char *e
 	res.error = (uint32_t)err;
 	if (err == 0) {
 		broker.publications++;
-		atomic_fetch_add(&shm_slot(heritage.shm, heritage.nworkers)->messages_sent, 1);
+		atomic_fetch_add(&shm_slot(heritage.shm, heritage.max_workers)->messages_sent, 1);
 		res.offset = offset;
 		res.epoch = (struct msg_str){ epoch, (uint32_t)strlen(epoch) };
 	}
@@ -673,7 +677,7 @@ counts_add(struct htab *t, const char *key, size_t len, unsigned w, int64_t delt
 	if (c == NULL) {
 		if (delta <= 0)
 			return 0;
-		c = xcalloc(1, sizeof(*c) + heritage.nworkers * sizeof(c->per_worker[0]));
+		c = xcalloc(1, sizeof(*c) + heritage.max_workers * sizeof(c->per_worker[0]));
 		htab_put(t, key, len, c);
 		if (interest)
 			broker.engine->interest(key, len, 1);
@@ -852,8 +856,10 @@ broker_stats(unsigned w, const struct msg *req)
 static void
 broker_check_cb(evutil_socket_t fd, short what, void *arg)
 {
+	unsigned span = 0;
+
 	broker.engine->tick();
-	for (unsigned w = 0; w < heritage.nworkers; w++) {
+	for (unsigned w = 0; w < heritage.max_workers; w++) {
 		pid_t pid = (pid_t)atomic_load(&shm_slot(heritage.shm, w)->pid);
 		if (pid > 0 && pid != broker.worker_pids[w] && kill(pid, 0) == 0)
 			broker.worker_pids[w] = pid;
@@ -864,7 +870,19 @@ broker_check_cb(evutil_socket_t fd, short what, void *arg)
 			broker.worker_pids[w] = 0;
 			broker_forget_worker(w);
 		}
+		if (broker.worker_pids[w] > 0)
+			span = w + 1;
 	}
+	broker.live_span = span;
+}
+
+/* Request rings to read now (see broker.live_span). */
+static unsigned
+broker_span(void)
+{
+	unsigned n = shm_active_workers(heritage.shm);
+
+	return n > broker.live_span ? n : broker.live_span;
 }
 
 static void
@@ -926,9 +944,12 @@ static void
 broker_drain(void)
 {
 	for (;;) {
+		/* A reload may have started workers: the supervisor then writes
+		 * our eventfd, and this re-reads the count. */
+		unsigned span = broker_span();
 		int again = 0;
 
-		for (unsigned w = 0; w < heritage.nworkers; w++) {
+		for (unsigned w = 0; w < span; w++) {
 			struct ring_shm *r = shm_request(heritage.shm, w);
 			int rc, n = 0;
 			while ((rc = ring_read(r, &broker.req_cursors[w], &broker.rec)) == RING_OK) {
@@ -943,8 +964,10 @@ broker_drain(void)
 		}
 		if (again)
 			continue;
-		for (unsigned w = 0; w < heritage.nworkers; w++)
+		for (unsigned w = 0; w < span; w++)
 			again |= ring_reader_sleep(shm_request(heritage.shm, w), 0);
+		/* Workers added meanwhile: read their rings before sleeping. */
+		again |= broker_span() != span;
 		if (!again)
 			return;
 	}
@@ -999,13 +1022,13 @@ broker_main(void)
 	htab_init(&broker.presence);
 	htab_init(&broker.interest);
 	htab_init(&broker.users);
-	broker.worker_pids = xcalloc(heritage.nworkers, sizeof(*broker.worker_pids));
+	broker.worker_pids = xcalloc(heritage.max_workers, sizeof(*broker.worker_pids));
 	buf_init(&broker.rec);
 	buf_init(&broker.out);
-	broker.req_cursors = xcalloc(heritage.nworkers, sizeof(*broker.req_cursors));
-	broker.pending = xcalloc(heritage.nworkers, sizeof(*broker.pending));
-	broker.pending_tail = xcalloc(heritage.nworkers, sizeof(*broker.pending_tail));
-	for (unsigned w = 0; w < heritage.nworkers; w++)
+	broker.req_cursors = xcalloc(heritage.max_workers, sizeof(*broker.req_cursors));
+	broker.pending = xcalloc(heritage.max_workers, sizeof(*broker.pending));
+	broker.pending_tail = xcalloc(heritage.max_workers, sizeof(*broker.pending_tail));
+	for (unsigned w = 0; w < heritage.max_workers; w++)
 		ring_cursor_init(shm_request(heritage.shm, w), 0, &broker.req_cursors[w]);
 
 	broker.wake_ev = event_new(broker.base, shm_broker_eventfd(heritage.shm),
@@ -1035,10 +1058,11 @@ broker_main(void)
 		struct msg start = { .type = MSG_BROKER_START, .generation = heritage.generation };
 		broker_fanout(&start);
 	}
-	metrics_started(heritage.nworkers);
+	metrics_started(heritage.max_workers);
 	broker_drain();
 	ipc_child_ready();
-	log_info("ready, serving %u workers, %s engine", heritage.nworkers, broker.engine->name);
+	log_info("ready, serving %u workers (%u slots), %s engine",
+	    shm_active_workers(heritage.shm), heritage.max_workers, broker.engine->name);
 	event_base_dispatch(broker.base);
 
 	cluster_reset();
@@ -1058,7 +1082,7 @@ broker_main(void)
 	counts_free(&broker.users);
 	free(broker.worker_pids);
 	event_free(broker.check_ev);
-	for (unsigned w = 0; w < heritage.nworkers; w++) {
+	for (unsigned w = 0; w < heritage.max_workers; w++) {
 		while (broker.pending[w]) {
 			struct pending_reply *p = broker.pending[w];
 			broker.pending[w] = p->next;

@@ -254,7 +254,9 @@ client_admit(void)
 		return 503;
 	if (limit <= 0)
 		return 0;
-	for (unsigned w = 0; w < heritage.nworkers; w++)
+	/* Every slot: a worker a reload stops counts until it is gone (the
+	 * supervisor zeroes its gauges then). */
+	for (unsigned w = 0; w < heritage.max_workers; w++)
 		n += atomic_load(&shm_slot(heritage.shm, w)->connections);
 	if ((int64_t)n < limit)
 		return 0;

@@ -51,8 +51,8 @@ CONFIG_OPT(log_json, "log.json", BOOL, "false", 0, 0, NULL, CFG_RELOAD,
 	"Write log lines as JSON objects (an addition of this implementation).")
 
 /* top-level scalars; workers is our own */
-CONFIG_OPT(workers, "workers", INT, "0", 0, 256, NULL, CFG_RESTART,
-	"Number of worker processes serving connections. 0 means one per online CPU (an addition of this implementation).")
+CONFIG_OPT(workers, "workers", INT, "0", 0, 256, NULL, CFG_RELOAD,
+	"Number of worker processes serving connections. 0 means one per online CPU (an addition of this implementation). A reload may change it within the worker slots the shared memory is made with at start, max(workers, 2 x online CPUs, 16) but at most 64: new workers start on their own listeners, surplus ones stop as on a graceful stop (their clients get 3001 and reconnect to the others), the other workers keep their connections. A higher count is refused and needs a restart.")
 CONFIG_OPT(pid_file, "pid_file", STRING, "", 0, 0, NULL, CFG_RESTART,
 	"Write the supervisor's process ID to this file.")
 

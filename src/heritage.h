@@ -22,9 +22,11 @@ struct heritage {
 	int listen_fd;            /* http_server.address:port, already listening */
 	int internal_fd;          /* http_server.internal_port when separate, else -1 */
 	int grpc_fd;              /* grpc_api listener (shared by every worker), or -1 */
-	unsigned nworkers;        /* number of worker processes */
+	unsigned max_workers;     /* worker slots in the shared memory (fixed; the
+	                           * broker's slot index); how many run now is
+	                           * shm_active_workers(), a reload may change it */
 	enum heritage_role role;  /* what this process is */
-	unsigned worker_id;       /* 0..nworkers-1 when role == ROLE_WORKER */
+	unsigned worker_id;       /* 0..max_workers-1 when role == ROLE_WORKER */
 	int ipc_fd;               /* child's end of its socketpair to the supervisor */
 	unsigned generation;      /* how many times this slot was (re)spawned */
 };

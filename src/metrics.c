@@ -36,10 +36,11 @@ metrics_api_done(unsigned method, uint64_t started_us)
 	atomic_fetch_add(&s->api_duration_us[method], metrics_now_us() - started_us);
 }
 
-/* Sums one counter over the worker slots. */
+/* Sums one figure over every worker slot: counters keep what workers a
+ * reload stopped counted; their gauges are zeroed when they are gone. */
 #define METRICS_SUM(field) ({ \
 	uint64_t sum_ = 0; \
-	for (unsigned w_ = 0; w_ < heritage.nworkers; w_++) \
+	for (unsigned w_ = 0; w_ < heritage.max_workers; w_++) \
 		sum_ += atomic_load(&shm_slot(heritage.shm, w_)->field); \
 	sum_; })
 
@@ -66,7 +67,8 @@ metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels,
     const char *const *api_names, unsigned n)
 {
 	struct ring_shm *fan = shm_fanout(heritage.shm);
-	struct proc_slot_shm *broker = shm_slot(heritage.shm, heritage.nworkers);
+	struct proc_slot_shm *broker = shm_slot(heritage.shm, heritage.max_workers);
+	unsigned active = shm_active_workers(heritage.shm);
 
 	metrics_one(b, "centrifugo_node_num_clients", "gauge",
 	    "Number of clients connected.", "", METRICS_SUM(connections));
@@ -114,19 +116,21 @@ metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels,
 
 	buf_puts(b, "# HELP centrifugo_ring_lag_records Fan-out records a worker has not read yet.\n"
 	    "# TYPE centrifugo_ring_lag_records gauge\n");
-	for (unsigned w = 0; w < heritage.nworkers; w++)
+	for (unsigned w = 0; w < active; w++)
 		buf_printf(b, "centrifugo_ring_lag_records{worker=\"%u\"} %" PRIu64 "\n", w,
 		    ring_head(fan) - ring_reader_seq(fan, w));
 	buf_puts(b, "# HELP centrifugo_ring_overruns_total Times a worker fell a whole fan-out ring behind.\n"
 	    "# TYPE centrifugo_ring_overruns_total counter\n");
-	for (unsigned w = 0; w < heritage.nworkers; w++)
+	for (unsigned w = 0; w < active; w++)
 		buf_printf(b, "centrifugo_ring_overruns_total{worker=\"%u\"} %" PRIu64 "\n", w,
 		    (uint64_t)atomic_load(&shm_slot(heritage.shm, w)->ring_overruns));
 	buf_puts(b, "# HELP centrifugo_process_spawns_total Times a process slot was started.\n"
 	    "# TYPE centrifugo_process_spawns_total counter\n");
-	for (unsigned i = 0; i <= heritage.nworkers; i++) {
+	for (unsigned i = 0; i <= heritage.max_workers; i++) {
 		char label[32];
-		if (i == heritage.nworkers)
+		if (i >= active && i < heritage.max_workers)
+			continue;
+		if (i == heritage.max_workers)
 			snprintf(label, sizeof(label), "broker");
 		else
 			snprintf(label, sizeof(label), "worker %u", i);
@@ -138,12 +142,17 @@ metrics_write(struct buf *b, uint64_t num_users, uint64_t num_channels,
 void
 metrics_processes_json(struct buf *b)
 {
+	unsigned active = shm_active_workers(heritage.shm);
+
+	/* The active workers, then the broker. */
 	buf_putc(b, '[');
-	for (unsigned i = 0; i <= heritage.nworkers; i++) {
+	for (unsigned i = 0; i <= heritage.max_workers; i++) {
 		struct proc_slot_shm *s = shm_slot(heritage.shm, i);
+		if (i >= active && i < heritage.max_workers)
+			continue;
 		if (i)
 			buf_putc(b, ',');
-		if (i == heritage.nworkers)
+		if (i == heritage.max_workers)
 			buf_puts(b, "{\"role\":\"broker\"");
 		else
 			buf_printf(b, "{\"role\":\"worker\",\"id\":%u", i);

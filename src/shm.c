@@ -20,7 +20,7 @@
 
 struct shm {
 	unsigned magic;          /* SHM_HANDLE_MAGIC */
-	unsigned nworkers;
+	unsigned nworkers;       /* worker slots (max_workers) */
 	char *base;              /* the mapping */
 	size_t size;
 	int *eventfds;           /* nworkers worker eventfds, then the broker's */
@@ -58,7 +58,7 @@ shm_create(const struct shm_params *p)
 	struct shm *s;
 	size_t fanout_sz, req_sz, rep_sz, off, total;
 	uint64_t *rings;
-	unsigned i;
+	unsigned i, active;
 	void *base;
 
 	if (p == NULL) {
@@ -72,6 +72,16 @@ shm_create(const struct shm_params *p)
 		errno = EINVAL;
 		return NULL;
 	}
+	if (prm.max_workers == 0)
+		prm.max_workers = prm.nworkers;
+	if (prm.max_workers < prm.nworkers || prm.max_workers > SHM_MAX_WORKERS) {
+		log_error("shm_create: %u worker slots is out of range (%u..%d)",
+		    prm.max_workers, prm.nworkers, SHM_MAX_WORKERS);
+		errno = EINVAL;
+		return NULL;
+	}
+	active = prm.nworkers;
+	prm.nworkers = prm.max_workers;   /* from here on: slots */
 	if (prm.fanout_bytes == 0)
 		prm.fanout_bytes = SHM_DEFAULT_FANOUT_BYTES;
 	if (prm.request_bytes == 0)
@@ -121,7 +131,8 @@ shm_create(const struct shm_params *p)
 
 	hdr = base;
 	hdr->version = SHM_LAYOUT_VERSION;
-	hdr->nworkers = prm.nworkers;
+	hdr->max_workers = prm.nworkers;
+	VMB_STORE(&hdr->active_workers, active);
 	hdr->size = total;
 	VMB_STORE(&hdr->generation, 1);
 	hdr->slots_off = slots_off;
@@ -150,8 +161,8 @@ shm_create(const struct shm_params *p)
 	}
 	VMB_WMB();
 	hdr->magic = SHM_MAGIC;
-	log_debug("shm: %zu bytes for %u workers (fan-out %zu, request %zu, reply %zu)",
-	    total, prm.nworkers, prm.fanout_bytes, prm.request_bytes, prm.reply_bytes);
+	log_debug("shm: %zu bytes for %u worker slots, %u active (fan-out %zu, request %zu, reply %zu)",
+	    total, prm.nworkers, active, prm.fanout_bytes, prm.request_bytes, prm.reply_bytes);
 	return s;
 
 fail:
@@ -191,7 +202,7 @@ shm_check(const struct shm *s, const char *fn, unsigned idx, unsigned limit)
 		return -1;
 	}
 	if (idx >= limit) {
-		log_error("%s: index %u out of range (segment has %u workers)", fn, idx, s->nworkers);
+		log_error("%s: index %u out of range (segment has %u worker slots)", fn, idx, s->nworkers);
 		errno = EINVAL;
 		return -1;
 	}
@@ -255,9 +266,30 @@ shm_broker_eventfd(struct shm *s)
 }
 
 unsigned
-shm_nworkers(const struct shm *s)
+shm_max_workers(const struct shm *s)
 {
 	return shm_valid(s) ? s->nworkers : 0;
+}
+
+unsigned
+shm_active_workers(const struct shm *s)
+{
+	if (!shm_valid(s))
+		return 0;
+	return VMB_LOAD_ACQ(&((struct shm_hdr_shm *)s->base)->active_workers);
+}
+
+int
+shm_set_active_workers(struct shm *s, unsigned n)
+{
+	if (!shm_valid(s) || n < 1 || n > s->nworkers) {
+		log_error("shm_set_active_workers: %u is out of range (1..%u)", n,
+		    shm_valid(s) ? s->nworkers : 0);
+		errno = EINVAL;
+		return -1;
+	}
+	VMB_STORE_REL(&((struct shm_hdr_shm *)s->base)->active_workers, n);
+	return 0;
 }
 
 struct shm_hdr_shm *

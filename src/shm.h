@@ -5,12 +5,18 @@
  * last process exits.  It holds the per-process slots and the rings:
  *
  *   +0           struct shm_hdr_shm  magic, layout version, size, generation,
- *                                    nworkers, offsets of what follows
- *   slots_off    struct proc_slot_shm [nworkers + 1]  (workers, then broker)
- *   rings_off    uint64_t [2 * nworkers]  offsets of request/reply rings
+ *                                    max_workers, active_workers, offsets
+ *   slots_off    struct proc_slot_shm [max_workers + 1]  (workers, then broker)
+ *   rings_off    uint64_t [2 * max_workers]  offsets of request/reply rings
  *   fanout_off   fan-out ring: RING_BROADCAST, reader i = worker i
- *   ...          per worker i: request ring (RING_SPSC, worker i -> broker)
- *                and reply ring (RING_SPSC, broker -> worker i)
+ *   ...          per worker slot i: request ring (RING_SPSC, worker i ->
+ *                broker) and reply ring (RING_SPSC, broker -> worker i)
+ *
+ * The segment has max_workers worker slots, fixed at start; a reload may
+ * change how many of them run (active_workers, slots 0..active-1).  A slot
+ * never used costs little: ring_shm_init() writes only each ring's header
+ * and reader slots, and MAP_SHARED anonymous pages get memory on first
+ * touch, so an unused slot holds two ring-header pages, not its ring data.
  *
  * Everything is addressed by offsets from the segment start.  The eventfds
  * (one per worker, one for the broker) are created with the segment, before
@@ -28,7 +34,7 @@
 #include "vmb.h"
 
 #define SHM_MAGIC 0x43464d4853474553ULL /* "SEGSHMFC" */
-#define SHM_LAYOUT_VERSION 2
+#define SHM_LAYOUT_VERSION 3
 #define SHM_MAX_WORKERS RING_MAX_READERS
 /* Server API methods counted one by one in each slot (api.c's numbering). */
 #define SHM_API_METHODS 16
@@ -39,14 +45,16 @@
 #define SHM_DEFAULT_REPLY_BYTES ((size_t)1 << 20)    /* 1 MiB */
 
 struct shm_params {
-	unsigned nworkers;        /* 1..SHM_MAX_WORKERS */
+	unsigned nworkers;        /* active at start: 1..max_workers */
+	unsigned max_workers;     /* worker slots, nworkers..SHM_MAX_WORKERS;
+	                           * 0 = nworkers */
 	size_t fanout_bytes;      /* data bytes of each ring, 0 = default; */
 	size_t request_bytes;     /* rounded up to a power of two, */
 	size_t reply_bytes;       /* RING_MIN_BYTES..RING_MAX_BYTES */
 };
 
 /*
- * One per process (workers 0..nworkers-1, then the broker).  The owner
+ * One per process (worker slots 0..max_workers-1, then the broker).  The owner
  * writes its own slot (relaxed atomics through vmb.h); the supervisor and
  * the workers read all of them for health, metrics and the node-wide
  * connection limit.  Cache-line aligned so no two owners share a line.
@@ -72,7 +80,10 @@ struct proc_slot_shm {
 struct shm_hdr_shm {
 	uint64_t magic;
 	uint32_t version;                    /* SHM_LAYOUT_VERSION */
-	uint32_t nworkers;
+	uint32_t max_workers;                /* worker slots (fixed) */
+	_Atomic uint32_t active_workers;     /* workers meant to run: slots
+	                                      * 0..active-1; set by the supervisor */
+	uint32_t resv0;
 	uint64_t size;                       /* bytes mapped */
 	_Atomic uint64_t generation;         /* starts at 1; the supervisor may bump it */
 	uint64_t slots_off;
@@ -106,11 +117,19 @@ void shm_destroy(struct shm *s);
 struct ring_shm *shm_fanout(struct shm *s);
 struct ring_shm *shm_request(struct shm *s, unsigned worker);
 struct ring_shm *shm_reply(struct shm *s, unsigned worker);
-/* idx < nworkers: that worker's slot; idx == nworkers: the broker's. */
+/* idx < max_workers: that worker slot; idx == max_workers: the broker's. */
 struct proc_slot_shm *shm_slot(struct shm *s, unsigned idx);
 int shm_worker_eventfd(struct shm *s, unsigned worker);
 int shm_broker_eventfd(struct shm *s);
-unsigned shm_nworkers(const struct shm *s);
+/* Worker slots in the segment (fixed; the broker's slot index). */
+unsigned shm_max_workers(const struct shm *s);
+/* Workers meant to run now (acquire load; 0 on a bad handle). */
+unsigned shm_active_workers(const struct shm *s);
+/*
+ * Supervisor only: sets the active count (1..max_workers, release store)
+ * before it forks new workers or stops surplus ones.  Returns 0 or -1/EINVAL.
+ */
+int shm_set_active_workers(struct shm *s, unsigned n);
 struct shm_hdr_shm *shm_header(struct shm *s);
 size_t shm_size(const struct shm *s);
 

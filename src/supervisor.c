@@ -32,8 +32,22 @@
  * its configuration without touching its connections and answers
  * IPC_RELOAD_DONE.  The reply is sent once every worker answered (or
  * SUP_RELOAD_TIMEOUT_MS passed).  Restart-only options keep their running
- * values everywhere and are listed in the reply; the worker count is one of
- * them, since the shared-memory rings are sized for it at start.
+ * values everywhere and are listed in the reply.
+ *
+ * A new worker count (issue 5): the shared memory has sup.max_workers
+ * worker slots, made at start (sup_max_workers()); a count above it is
+ * refused like an invalid file.  More workers: their SO_REUSEPORT
+ * listeners are opened first (a failure fails the reload), the active
+ * count in the segment header is raised, the broker's eventfd written (so
+ * it reads the new request rings) and the new workers forked; the reload
+ * is answered once they are READY.  Fewer: the count is lowered, the
+ * surplus workers get SIGTERM as on a stop (their clients get 3001 and
+ * reconnect to the others; the broker drops their presence as for a dead
+ * worker) and are never respawned; when one is gone its listener closes
+ * and its gauges in the segment are zeroed, and the reload is answered
+ * once all are gone (SIGKILL at SUP_RELOAD_TIMEOUT_MS).  The other workers
+ * keep running and get IPC_RELOAD as usual.  A count and listener change
+ * in one reload is refused (do one, then the other).
  *
  * New listener options (http_server.address/port/internal_address/
  * internal_port, unless the command line set them): the new sockets are
@@ -93,6 +107,7 @@
 #define SUP_REPLY_BYTES ((size_t)1 << 20)
 #define SUP_RELOAD_TIMEOUT_MS 10000
 #define SUP_CTL_SOCKET_MODE 0660
+#define SUP_MIN_WORKER_SLOTS 16
 
 /* What every child inherits; filled here before each fork. */
 struct heritage heritage;
@@ -124,6 +139,10 @@ struct sup_child {
 	unsigned failures;          /* quick failures in a row */
 	struct timespec started;    /* CLOCK_MONOTONIC at fork */
 	int reload_pending;         /* got IPC_RELOAD, no answer yet */
+	int resize_pending;         /* a reload waits for its READY (new
+	                             * worker) or its exit (retiring one) */
+	int retiring;               /* stopped by a reload lowering the worker
+	                             * count: not respawned */
 };
 
 enum sup_phase {
@@ -141,21 +160,26 @@ static const char *const sup_phase_names[] = {
 };
 
 /*
- * The supervisor's state; one per process.  children[0..nworkers-1] are the
- * workers, children[nworkers] the broker (the same index shm_slot() uses).
+ * The supervisor's state; one per process.  children[0..max_workers-1] are
+ * the worker slots, of which 0..nworkers-1 are meant to run (a reload
+ * stopping surplus workers may leave some above still running for a
+ * while), children[max_workers] the broker (the same index shm_slot()
+ * uses).
  */
 static struct {
 	struct config *cfg;
 	const char *config_path;
 	struct event_base *base;
 	struct sup_child *children;
-	unsigned nworkers;
+	unsigned nworkers;          /* workers meant to run (the config's) */
+	unsigned max_workers;       /* worker slots in the shared memory */
 	enum sup_phase phase;
 	int exit_status;
 	struct event *sig_ev[5];
 	struct event *stop_ev;
 	int listen_fd;              /* worker 0's listener */
-	int *listen_fds;            /* one per worker (SO_REUSEPORT) */
+	int *listen_fds;            /* one per worker slot (SO_REUSEPORT), -1
+	                             * for slots not in use */
 	int internal_fd;            /* separate internal listener, or -1 */
 	int grpc_fd;                /* grpc_api listener, or -1: opened once at
 	                             * start, every worker accepts on it */
@@ -201,7 +225,28 @@ static struct {
 static struct sup_child *
 sup_broker(void)
 {
-	return &sup.children[sup.nworkers];
+	return &sup.children[sup.max_workers];
+}
+
+/*
+ * Worker slots to make in the shared memory for a server started with n
+ * workers: room for a reload to raise the count without a restart, i.e.
+ * max(n, 2 x online CPUs, SUP_MIN_WORKER_SLOTS), at most SHM_MAX_WORKERS
+ * (n itself if larger: shm_create() then refuses it).  Unused slots cost
+ * two ring-header pages each (shm.h).
+ */
+static unsigned
+sup_max_workers(unsigned n)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned m = SUP_MIN_WORKER_SLOTS;
+
+	if (cpus > 0 && (unsigned long)cpus * 2 > m)
+		m = (unsigned)cpus * 2 > SHM_MAX_WORKERS ? SHM_MAX_WORKERS :
+		    (unsigned)cpus * 2;
+	if (m > SHM_MAX_WORKERS)
+		m = SHM_MAX_WORKERS;
+	return n > m ? n : m;
 }
 
 static long
@@ -491,6 +536,8 @@ static void sup_roll_ready(struct sup_child *c);
 static void sup_roll_exited(struct sup_child *c);
 static void sup_roll_lost(struct sup_child *c);
 static void sup_roll_abort(const char *why);
+static void sup_resize_done(struct sup_child *c, const char *what);
+static void sup_retire_gone(struct sup_child *c);
 
 static void
 sup_close_ipc(struct sup_child *c)
@@ -515,7 +562,7 @@ sup_child_close_listeners(const struct sup_child *c)
 	int mine = c->role == ROLE_WORKER ? sup.listen_fds[c->worker_id] : -1;
 	int internal = c->role == ROLE_WORKER ? sup.internal_fd : -1;
 
-	for (unsigned i = 0; i < sup.nworkers; i++) {
+	for (unsigned i = 0; i < sup.max_workers; i++) {
 		if (sup.listen_fds[i] != -1 && sup.listen_fds[i] != mine)
 			close(sup.listen_fds[i]);
 		if (sup.roll.old_fds != NULL && sup.roll.old_fds[i] != -1 &&
@@ -557,7 +604,7 @@ sup_child_main(struct sup_child *c, const int fds[2])
 	/* The supervisor's channel ends, ours and the other children's:
 	 * holding one would hide the supervisor's death from its peer. */
 	close(fds[0]);
-	for (unsigned i = 0; i <= sup.nworkers; i++) {
+	for (unsigned i = 0; i <= sup.max_workers; i++) {
 		if (sup.children[i].ipc_fd != -1)
 			close(sup.children[i].ipc_fd);
 	}
@@ -663,7 +710,8 @@ sup_on_respawn(evutil_socket_t fd, short what, void *arg)
 	struct sup_child *c = arg;
 
 	if (sup.phase == SUP_RUNNING && c->pid == 0 &&
-	    c->state == SUP_CHILD_DOWN)
+	    c->state == SUP_CHILD_DOWN && !c->retiring &&
+	    (c->role != ROLE_WORKER || c->worker_id < sup.nworkers))
 		sup_spawn(c);
 }
 
@@ -692,7 +740,9 @@ sup_notify_ready(void)
 {
 	if (sup.notified_ready || sup.phase != SUP_RUNNING)
 		return;
-	for (unsigned i = 0; i <= sup.nworkers; i++) {
+	if (sup_broker()->state != SUP_CHILD_READY)
+		return;
+	for (unsigned i = 0; i < sup.nworkers; i++) {
 		if (sup.children[i].state != SUP_CHILD_READY)
 			return;
 	}
@@ -736,6 +786,7 @@ sup_on_ipc(evutil_socket_t fd, short what, void *arg)
 				    (long)c->pid);
 				sup_notify_ready();
 				sup_roll_ready(c);
+				sup_resize_done(c, NULL);
 			}
 			break;
 		case IPC_RELOAD_DONE:
@@ -765,7 +816,7 @@ sup_workers_running(void)
 {
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < sup.nworkers; i++)
+	for (unsigned i = 0; i < sup.max_workers; i++)
 		n += sup.children[i].pid != 0;
 	return n;
 }
@@ -812,7 +863,7 @@ sup_stop_progress(void)
 static void
 sup_kill_all(int sig)
 {
-	for (unsigned i = 0; i <= sup.nworkers; i++) {
+	for (unsigned i = 0; i <= sup.max_workers; i++) {
 		if (sup.children[i].pid != 0)
 			kill(sup.children[i].pid, sig);
 	}
@@ -824,7 +875,7 @@ sup_on_stop_timer(evutil_socket_t fd, short what, void *arg)
 	if (sup.phase == SUP_STOP_WORKERS) {
 		log_warn("%u worker%s still running after the shutdown timeout: killing",
 		    sup_workers_running(), sup_workers_running() == 1 ? "" : "s");
-		for (unsigned i = 0; i < sup.nworkers; i++) {
+		for (unsigned i = 0; i < sup.max_workers; i++) {
 			if (sup.children[i].pid != 0)
 				kill(sup.children[i].pid, SIGKILL);
 		}
@@ -860,9 +911,9 @@ sup_stop(const char *why)
 	(void)sdnotify_send("STOPPING=1");
 	sup.phase = SUP_STOP_WORKERS;
 	sup_roll_abort("the server is stopping");
-	for (unsigned i = 0; i <= sup.nworkers; i++)
+	for (unsigned i = 0; i <= sup.max_workers; i++)
 		evtimer_del(sup.children[i].respawn_ev);
-	for (unsigned i = 0; i < sup.nworkers; i++) {
+	for (unsigned i = 0; i < sup.max_workers; i++) {
 		if (sup.children[i].pid != 0)
 			kill(sup.children[i].pid, SIGTERM);
 	}
@@ -884,7 +935,8 @@ sup_child_exited(struct sup_child *c, int status)
 	/* The replacement it forked, gone before READY. */
 	int roll_lost = sup.roll.active && sup.roll.starting &&
 	    c->role == ROLE_WORKER && c->worker_id == sup.roll.next;
-	int expected = sup.phase != SUP_RUNNING || rolled;
+	int retired = c->retiring;
+	int expected = sup.phase != SUP_RUNNING || rolled || retired;
 	enum log_level lvl = expected ? LOG_LVL_INFO : LOG_LVL_WARN;
 	char sig[32];
 
@@ -907,6 +959,12 @@ sup_child_exited(struct sup_child *c, int status)
 
 	if (rolled) {
 		sup_roll_exited(c);
+		return;
+	}
+	if (retired) {
+		sup_retire_gone(c);
+		if (sup.phase != SUP_RUNNING)
+			sup_stop_progress();
 		return;
 	}
 	if (roll_lost)
@@ -955,7 +1013,7 @@ sup_reap(void)
 			return;
 		}
 		struct sup_child *c = NULL;
-		for (unsigned i = 0; i <= sup.nworkers; i++) {
+		for (unsigned i = 0; i <= sup.max_workers; i++) {
 			if (sup.children[i].pid == pid)
 				c = &sup.children[i];
 		}
@@ -986,19 +1044,6 @@ sup_log_lines(enum log_level lvl, const char *text)
 	}
 }
 
-/* Whether the space-separated list has `word`. */
-static int
-sup_word_in(const char *list, const char *word)
-{
-	size_t n = strlen(word);
-
-	for (const char *p = list; (p = strstr(p, word)) != NULL; p += n) {
-		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-			return 1;
-	}
-	return 0;
-}
-
 /* Sends the result to whoever asked and ends the reload. */
 static void
 sup_reload_finish(void)
@@ -1012,18 +1057,16 @@ sup_reload_finish(void)
 	if (sup.reload.restart.len > 0)
 		buf_printf(r, "not applied until a restart (running values "
 		    "kept): %s\n", buf_cstr(&sup.reload.restart));
-	if (sup_word_in(buf_cstr(&sup.reload.restart), "workers"))
-		buf_printf(r, "workers: the worker count needs a restart of the "
-		    "server (the shared-memory rings are sized for it at "
-		    "start); still %u\n", sup.nworkers);
 	if (sup.reload.failed)
 		buf_printf(r, "configuration %s is valid but was not applied "
 		    "everywhere\n", name);
 	else
 		buf_printf(r, "configuration %s reloaded\n", name);
 	evtimer_del(sup.reload.timeout_ev);
-	for (unsigned i = 0; i < sup.nworkers; i++)
+	for (unsigned i = 0; i < sup.max_workers; i++) {
 		sup.children[i].reload_pending = 0;
+		sup.children[i].resize_pending = 0;
+	}
 	sup.reload.active = 0;
 	sup.reload.waiting = 0;
 	if (r->len > 0 && r->data[r->len - 1] == '\n')
@@ -1046,11 +1089,23 @@ sup_on_reload_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	if (!sup.reload.active)
 		return;
-	for (unsigned i = 0; i < sup.nworkers; i++) {
-		if (sup.children[i].reload_pending)
+	for (unsigned i = 0; i < sup.max_workers; i++) {
+		struct sup_child *c = &sup.children[i];
+
+		if (c->reload_pending)
 			buf_printf(&sup.reload.report, "%s: no answer within %d ms; "
 			    "it may still run the previous configuration\n",
-			    sup.children[i].name, SUP_RELOAD_TIMEOUT_MS);
+			    c->name, SUP_RELOAD_TIMEOUT_MS);
+		if (c->resize_pending && c->retiring && c->pid != 0) {
+			buf_printf(&sup.reload.report, "%s (pid %ld): still running "
+			    "%d ms after SIGTERM: killed\n", c->name,
+			    (long)c->pid, SUP_RELOAD_TIMEOUT_MS);
+			kill(c->pid, SIGKILL);
+		} else if (c->resize_pending) {
+			buf_printf(&sup.reload.report, "%s: not ready within %d ms; "
+			    "it is respawned until it starts\n", c->name,
+			    SUP_RELOAD_TIMEOUT_MS);
+		}
 	}
 	sup.reload.failed = 1;
 	sup_reload_finish();
@@ -1100,6 +1155,172 @@ sup_reload_child_gone(struct sup_child *c)
 		sup_reload_finish();
 }
 
+/* ---- a new worker count ---- */
+
+/*
+ * A worker the reload waited for is READY (what == NULL) or gone: the
+ * reload is answered when it was the last one.
+ */
+static void
+sup_resize_done(struct sup_child *c, const char *what)
+{
+	if (!sup.reload.active || !c->resize_pending)
+		return;
+	c->resize_pending = 0;
+	if (what != NULL)
+		buf_printf(&sup.reload.report, "%s %s\n", c->name, what);
+	if (sup.reload.waiting > 0 && --sup.reload.waiting == 0)
+		sup_reload_finish();
+}
+
+/*
+ * A worker stopped by a lower worker count is gone: its listener closes,
+ * its gauges go to zero (metrics and the connection limit sum every slot),
+ * and it stays down.
+ */
+static void
+sup_retire_gone(struct sup_child *c)
+{
+	struct proc_slot_shm *slot = shm_slot(sup.shm, c->worker_id);
+
+	c->retiring = 0;
+	c->failures = 0;
+	evtimer_del(c->respawn_ev);
+	if (sup.listen_fds[c->worker_id] != -1 &&
+	    c->worker_id >= sup.nworkers) {
+		close(sup.listen_fds[c->worker_id]);
+		sup.listen_fds[c->worker_id] = -1;
+	}
+	if (slot != NULL) {
+		VMB_STORE(&slot->pid, 0);
+		VMB_STORE(&slot->connections, 0);
+		VMB_STORE(&slot->subscriptions, 0);
+	}
+	log_info("%s stopped: the worker count is now %u", c->name,
+	    sup.nworkers);
+	sup_resize_done(c, "stopped");
+}
+
+/*
+ * Checks a reload's new worker count `want` (its configuration is n) and,
+ * for more workers, opens their listeners into sup.listen_fds.  Returns 0,
+ * or -1 with the reason in errors and nothing changed.
+ */
+static int
+sup_resize_prepare(const struct config *n, unsigned want, struct buf *errors)
+{
+	int64_t port = 0;
+	unsigned i;
+
+	if (want == sup.nworkers)
+		return 0;
+	if (want > sup.max_workers) {
+		buf_printf(errors, "workers: %u is more than the %u worker slots "
+		    "the shared memory was made with at start (max(workers, 2 x "
+		    "online CPUs, %d), at most %d); only a restart can go beyond\n",
+		    want, sup.max_workers, SUP_MIN_WORKER_SLOTS, SHM_MAX_WORKERS);
+		return -1;
+	}
+	if (reload_listeners_differ(sup.cfg, n)) {
+		buf_printf(errors, "workers: the worker count and the listeners "
+		    "cannot change in one reload; change one, reload, then the "
+		    "other\n");
+		return -1;
+	}
+	if (sup.roll.active) {
+		buf_printf(errors, "workers: workers are being restarted on new "
+		    "listeners; try again when that is done\n");
+		return -1;
+	}
+	for (i = sup.nworkers; i < want; i++) {
+		if (sup.children[i].retiring || sup.children[i].pid != 0) {
+			buf_printf(errors, "workers: %s is still stopping from an "
+			    "earlier reload; try again when it is gone\n",
+			    sup.children[i].name);
+			return -1;
+		}
+	}
+	if (want < sup.nworkers)
+		return 0;
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (getsockname(sup.listen_fds[0], (struct sockaddr *)&ss, &sl) == -1) {
+			buf_printf(errors, "workers: getsockname() on the listener "
+			    "failed: %s\n", strerror(errno));
+			return -1;
+		}
+		port = ntohs(ss.ss_family == AF_INET6 ?
+		    ((struct sockaddr_in6 *)&ss)->sin6_port :
+		    ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	for (i = sup.nworkers; i < want; i++) {
+		sup.listen_fds[i] = sup_listen(sup.cfg->http_server_address, port,
+		    1, NULL, errors);
+		if (sup.listen_fds[i] == -1) {
+			while (i-- > sup.nworkers) {
+				close(sup.listen_fds[i]);
+				sup.listen_fds[i] = -1;
+			}
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Applies the new worker count (sup_resize_prepare() said yes): stops the
+ * surplus workers, or starts the new ones on the listeners it opened.  The
+ * workers to wait for are counted in sup.reload.waiting.
+ */
+static void
+sup_resize_apply(unsigned want)
+{
+	static const uint64_t one = 1;
+	unsigned old = sup.nworkers, i;
+
+	if (want == old)
+		return;
+	buf_printf(&sup.reload.report, "workers: %u -> %u\n", old, want);
+	log_info("worker count %u -> %u", old, want);
+	sup.nworkers = want;
+	if (shm_set_active_workers(sup.shm, want) == -1)
+		ASSERT(0);
+	/* The broker reads the request rings of the active count. */
+	if (write(shm_broker_eventfd(sup.shm), &one, sizeof(one)) == -1 &&
+	    errno != EAGAIN)
+		log_warn("write(broker eventfd): %s", strerror(errno));
+	for (i = want; i < old; i++) {
+		struct sup_child *c = &sup.children[i];
+
+		c->retiring = 1;
+		evtimer_del(c->respawn_ev);
+		if (c->pid == 0) {
+			sup_retire_gone(c);
+			continue;
+		}
+		log_info("stopping %s (pid %ld): the worker count is now %u",
+		    c->name, (long)c->pid, want);
+		kill(c->pid, SIGTERM);
+		c->resize_pending = 1;
+		sup.reload.waiting++;
+	}
+	for (i = old; i < want; i++) {
+		struct sup_child *c = &sup.children[i];
+
+		c->failures = 0;
+		c->state = SUP_CHILD_DOWN;
+		if (sup_spawn(c) == 0) {
+			c->resize_pending = 1;
+			sup.reload.waiting++;
+		} else {
+			buf_printf(&sup.reload.report, "%s: cannot start it at once; "
+			    "it is respawned later\n", c->name);
+		}
+	}
+}
+
 /* ---- rolling restart onto new listeners ---- */
 
 /* Closes the supervisor's copy of old listener i unless it is kept. */
@@ -1120,7 +1341,7 @@ sup_roll_finish(void)
 	char where[300];
 
 	evtimer_del(sup.roll.timer_ev);
-	for (unsigned i = 0; i < sup.nworkers; i++)
+	for (unsigned i = 0; i < sup.max_workers; i++)
 		sup_roll_close_old(i);
 	free(sup.roll.old_fds);
 	sup.roll.old_fds = NULL;
@@ -1273,6 +1494,7 @@ sup_reload(struct ctl_conn *conn)
 	struct config *n;
 	enum log_level lvl;
 	int *new_fds = NULL, new_internal = -1, listen_failed = 0;
+	unsigned want = sup.nworkers;
 
 	if (sup.reload.active || sup.phase != SUP_RUNNING) {
 		const char *why = sup.reload.active ?
@@ -1287,9 +1509,18 @@ sup_reload(struct ctl_conn *conn)
 	log_info("reloading configuration %s", name);
 	n = reload_load_ex(sup.config_path, sup.cfg, &errors, &restart,
 	    sup.cli_listeners ? 0 : RELOAD_LISTENERS);
+	if (n != NULL) {
+		want = config_workers(n);
+		if (sup_resize_prepare(n, want, &errors) == -1) {
+			config_free(n);
+			n = NULL;
+		}
+	}
 	if (n != NULL && reload_listeners_differ(sup.cfg, n)) {
 		/* New sockets first: if one cannot be opened, nothing changes. */
-		new_fds = xcalloc(sup.nworkers, sizeof(*new_fds));
+		new_fds = xcalloc(sup.max_workers, sizeof(*new_fds));
+		for (unsigned i = sup.nworkers; i < sup.max_workers; i++)
+			new_fds[i] = -1;
 		if (sup_listeners_open(n, sup.nworkers, sup.cfg, sup.listen_fds,
 		    sup.internal_fd, new_fds, &new_internal, &errors) == -1) {
 			free(new_fds);
@@ -1351,11 +1582,13 @@ sup_reload(struct ctl_conn *conn)
 	buf_append(&payload, &req, sizeof(req));
 	if (sup.config_path != NULL)
 		buf_puts(&payload, sup.config_path);
-	for (unsigned i = 0; i <= sup.nworkers; i++) {
+	for (unsigned i = 0; i <= sup.max_workers; i++) {
 		struct sup_child *c = &sup.children[i];
 
-		if (c->pid == 0 || c->ipc_fd == -1)
+		if (c->pid == 0 || c->ipc_fd == -1 || c->retiring)
 			continue;   /* a respawn gets heritage.cfg */
+		if (c->role == ROLE_WORKER && c->worker_id >= want)
+			continue;   /* stopped by sup_resize_apply() */
 		if (sup.roll.active && c->role == ROLE_WORKER)
 			continue;   /* restarted with it by sup_roll_step() */
 		if (ipc_send(c->ipc_fd, IPC_RELOAD, payload.data,
@@ -1375,6 +1608,8 @@ sup_reload(struct ctl_conn *conn)
 	buf_free(&payload);
 	buf_free(&errors);
 	buf_free(&restart);
+	/* After IPC_RELOAD: new workers start with heritage.cfg = n. */
+	sup_resize_apply(want);
 	if (sup.roll.active) {
 		sup_roll_step();
 		return;
@@ -1412,7 +1647,7 @@ sup_ring_lag(const struct sup_child *c)
 
 		return head > seq ? head - seq : 0;
 	}
-	for (unsigned i = 0; i < sup.nworkers; i++) {
+	for (unsigned i = 0; i < sup.max_workers; i++) {
 		struct ring_shm *r = shm_request(sup.shm, i);
 		uint64_t head = ring_head(r), seq = ring_reader_seq(r, 0);
 
@@ -1430,22 +1665,29 @@ sup_ctl_status(struct buf *out, int json)
 	if (json) {
 		buf_printf(out, "{\"supervisor\":{\"pid\":%ld,\"state\":\"%s\","
 		    "\"uptime\":%ld,\"version\":\"%s\",\"workers\":%u,"
-		    "\"config\":", (long)sup.pid, sup_phase_names[sup.phase], up,
-		    PACKAGE_VERSION, sup.nworkers);
+		    "\"max_workers\":%u,\"config\":", (long)sup.pid,
+		    sup_phase_names[sup.phase], up, PACKAGE_VERSION, sup.nworkers,
+		    sup.max_workers);
 		json_put_string(out, cfgname, strlen(cfgname));
 		buf_puts(out, "},\"processes\":[");
 	} else {
-		buf_printf(out, "supervisor pid %ld, %s, up %lds, %u worker%s, "
-		    "config %s\n", (long)sup.pid, sup_phase_names[sup.phase], up,
-		    sup.nworkers, sup.nworkers == 1 ? "" : "s",
+		buf_printf(out, "supervisor pid %ld, %s, up %lds, %u worker%s "
+		    "(of %u slots), config %s\n", (long)sup.pid,
+		    sup_phase_names[sup.phase], up, sup.nworkers,
+		    sup.nworkers == 1 ? "" : "s", sup.max_workers,
 		    cfgname[0] != '\0' ? cfgname : "(none)");
 		buf_printf(out, "%-10s %8s %-9s %8s %8s %8s %9s %9s %7s\n",
 		    "PROCESS", "PID", "STATE", "UPTIME", "CONNS", "SUBS",
 		    "RING_LAG", "OVERRUNS", "SPAWNS");
 	}
-	for (unsigned i = 0; i <= sup.nworkers; i++) {
+	/* The active workers, any a reload is still stopping, the broker. */
+	for (unsigned i = 0, first = 1; i <= sup.max_workers; i++) {
 		const struct sup_child *c = &sup.children[i];
-		struct proc_slot_shm *slot = shm_slot(sup.shm, i);
+		struct proc_slot_shm *slot;
+
+		if (i < sup.max_workers && i >= sup.nworkers && c->pid == 0)
+			continue;
+		slot = shm_slot(sup.shm, i);
 		int worker = c->role == ROLE_WORKER, up_ = c->pid != 0;
 		uint64_t conns = worker ? atomic_load_explicit(&slot->connections,
 		    memory_order_relaxed) : 0;
@@ -1459,7 +1701,7 @@ sup_ctl_status(struct buf *out, int json)
 		if (json) {
 			buf_printf(out, "%s{\"name\":\"%s\",\"role\":\"%s\","
 			    "\"pid\":%ld,\"state\":\"%s\",\"uptime\":%ld,",
-			    i > 0 ? "," : "", c->name, sup_role_name(c->role),
+			    first ? "" : ",", c->name, sup_role_name(c->role),
 			    (long)c->pid, sup_child_state_names[c->state], cup);
 			if (worker)
 				buf_printf(out, "\"id\":%u,\"connections\":%llu,"
@@ -1469,6 +1711,7 @@ sup_ctl_status(struct buf *out, int json)
 			buf_printf(out, "\"ring_lag\":%llu,\"ring_overruns\":%llu,"
 			    "\"spawns\":%u}", (unsigned long long)lag,
 			    (unsigned long long)overruns, c->generation);
+			first = 0;
 			continue;
 		}
 		char pid[16], upt[24], cs[24], ss[24];
@@ -1577,11 +1820,11 @@ sup_setup_events(void)
 static void
 sup_init_children(void)
 {
-	sup.children = xcalloc(sup.nworkers + 1, sizeof(*sup.children));
-	for (unsigned i = 0; i <= sup.nworkers; i++) {
+	sup.children = xcalloc(sup.max_workers + 1, sizeof(*sup.children));
+	for (unsigned i = 0; i <= sup.max_workers; i++) {
 		struct sup_child *c = &sup.children[i];
 
-		c->role = i == sup.nworkers ? ROLE_BROKER : ROLE_WORKER;
+		c->role = i == sup.max_workers ? ROLE_BROKER : ROLE_WORKER;
 		c->worker_id = i;
 		if (c->role == ROLE_BROKER)
 			snprintf(c->name, sizeof(c->name), "broker");
@@ -1602,7 +1845,7 @@ sup_cleanup(void)
 		    strerror(errno));
 	sup.pid_file = NULL;
 	if (sup.children != NULL) {
-		for (unsigned i = 0; i <= sup.nworkers; i++) {
+		for (unsigned i = 0; i <= sup.max_workers; i++) {
 			sup_close_ipc(&sup.children[i]);
 			if (sup.children[i].respawn_ev != NULL)
 				event_free(sup.children[i].respawn_ev);
@@ -1629,7 +1872,7 @@ sup_cleanup(void)
 		event_free(sup.roll.timer_ev);
 	sup.roll.timer_ev = NULL;
 	sup.roll.active = 0;
-	for (unsigned i = 0; sup.roll.old_fds != NULL && i < sup.nworkers; i++)
+	for (unsigned i = 0; sup.roll.old_fds != NULL && i < sup.max_workers; i++)
 		sup_roll_close_old(i);
 	free(sup.roll.old_fds);
 	sup.roll.old_fds = NULL;
@@ -1645,7 +1888,7 @@ sup_cleanup(void)
 	if (sup.shm != NULL)
 		shm_destroy(sup.shm);
 	sup.shm = NULL;
-	for (unsigned i = 0; sup.listen_fds != NULL && i < sup.nworkers; i++)
+	for (unsigned i = 0; sup.listen_fds != NULL && i < sup.max_workers; i++)
 		if (sup.listen_fds[i] != -1)
 			close(sup.listen_fds[i]);
 	free(sup.listen_fds);
@@ -1683,11 +1926,14 @@ sup_run(struct config *cfg, const char *config_path)
 	clock_gettime(CLOCK_MONOTONIC, &sup.started);
 	sup.nworkers = config_workers(cfg);
 	ASSERT(sup.nworkers > 0);
+	sup.max_workers = sup_max_workers(sup.nworkers);
 	log_set_role("supervisor");
 	proctitle_set("centrifugo: supervisor", NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	sup.listen_fds = xcalloc(sup.nworkers, sizeof(*sup.listen_fds));
+	sup.listen_fds = xcalloc(sup.max_workers, sizeof(*sup.listen_fds));
+	for (unsigned i = 0; i < sup.max_workers; i++)
+		sup.listen_fds[i] = -1;
 	if (sup_listeners_open(cfg, sup.nworkers, NULL, NULL, -1,
 	    sup.listen_fds, &sup.internal_fd, NULL) == -1)
 		goto fail;
@@ -1703,6 +1949,7 @@ sup_run(struct config *cfg, const char *config_path)
 	sup.cli_listeners = sup_cli_listeners(cfg, config_path);
 	memset(&params, 0, sizeof(params));
 	params.nworkers = sup.nworkers;
+	params.max_workers = sup.max_workers;
 	params.fanout_bytes = SUP_FANOUT_BYTES;
 	params.request_bytes = SUP_REQUEST_BYTES;
 	params.reply_bytes = SUP_REPLY_BYTES;
@@ -1725,7 +1972,7 @@ sup_run(struct config *cfg, const char *config_path)
 	heritage.listen_fd = sup.listen_fd;
 	heritage.internal_fd = sup.internal_fd;
 	heritage.grpc_fd = sup.grpc_fd;
-	heritage.nworkers = sup.nworkers;
+	heritage.max_workers = sup.max_workers;
 	heritage.role = ROLE_SUPERVISOR;
 	heritage.ipc_fd = -1;
 
@@ -1734,8 +1981,8 @@ sup_run(struct config *cfg, const char *config_path)
 	 * reach it. */
 	(void)ctl_open(sup.base, cfg->ctl_socket, SUP_CTL_SOCKET_MODE,
 	    &sup_ctl_ops);
-	log_info("starting the broker and %u worker%s", sup.nworkers,
-	    sup.nworkers == 1 ? "" : "s");
+	log_info("starting the broker and %u worker%s (%u worker slots)",
+	    sup.nworkers, sup.nworkers == 1 ? "" : "s", sup.max_workers);
 	sup_spawn(sup_broker());
 	for (unsigned i = 0; i < sup.nworkers && sup.phase == SUP_RUNNING; i++)
 		sup_spawn(&sup.children[i]);

@@ -707,10 +707,10 @@ START_TEST(test_shm_layout)
 	end = base + shm_size(s);
 	ck_assert_uint_eq(hdr->magic, SHM_MAGIC);
 	ck_assert_uint_eq(hdr->version, SHM_LAYOUT_VERSION);
-	ck_assert_uint_eq(hdr->nworkers, 3);
+	ck_assert_uint_eq(hdr->max_workers, 3);
 	ck_assert_uint_eq(hdr->size, shm_size(s));
 	ck_assert_uint_eq(VMB_LOAD(&hdr->generation), 1);
-	ck_assert_uint_eq(shm_nworkers(s), 3);
+	ck_assert_uint_eq(shm_max_workers(s), 3);
 
 	ck_assert_uint_eq(ring_data_size(shm_fanout(s)), SHM_DEFAULT_FANOUT_BYTES);
 	ck_assert_uint_eq(shm_fanout(s)->nreaders, 3);
@@ -798,9 +798,49 @@ START_TEST(test_shm_bad)
 	ck_assert_ptr_null(shm_slot(NULL, 0));
 	ck_assert_int_eq(shm_worker_eventfd(NULL, 0), -1);
 	ck_assert_int_eq(shm_broker_eventfd(NULL), -1);
-	ck_assert_uint_eq(shm_nworkers(NULL), 0);
+	ck_assert_uint_eq(shm_max_workers(NULL), 0);
 	ck_assert_ptr_null(shm_header(NULL));
 	shm_destroy(s);
+}
+END_TEST
+
+/* Issue 5: more worker slots than active workers; the active count moves
+ * within them, and the data of unused rings is never touched. */
+START_TEST(test_shm_slots)
+{
+	struct shm_params p = { .nworkers = 2, .max_workers = 5 };
+	struct shm *s = shm_create(&p);
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char vec[4];
+	char *data;
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_uint_eq(shm_max_workers(s), 5);
+	ck_assert_uint_eq(shm_active_workers(s), 2);
+	ck_assert_uint_eq(shm_fanout(s)->nreaders, 5);
+	ck_assert_ptr_nonnull(shm_request(s, 4));
+	ck_assert_ptr_nonnull(shm_slot(s, 5));     /* the broker */
+	ck_assert_ptr_null(shm_slot(s, 6));
+	ck_assert_int_eq(shm_set_active_workers(s, 5), 0);
+	ck_assert_uint_eq(shm_active_workers(s), 5);
+	ck_assert_int_eq(shm_set_active_workers(s, 1), 0);
+	ck_assert_uint_eq(shm_active_workers(s), 1);
+	ck_assert_int_eq(shm_set_active_workers(s, 0), -1);
+	ck_assert_int_eq(shm_set_active_workers(s, 6), -1);
+	ck_assert_uint_eq(shm_active_workers(s), 1);
+	ck_assert_uint_eq(shm_active_workers(NULL), 0);
+	/* The data area of slot 4's request ring has no page yet. */
+	data = (char *)shm_request(s, 4) + shm_request(s, 4)->data_off;
+	data = (char *)(((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1));
+	ck_assert_int_eq(mincore(data, 4 * (size_t)page, vec), 0);
+	for (unsigned i = 0; i < 4; i++)
+		ck_assert_uint_eq(vec[i] & 1, 0);
+	shm_destroy(s);
+
+	p.max_workers = 1;          /* fewer slots than workers */
+	ck_assert_ptr_null(shm_create(&p));
+	p.max_workers = SHM_MAX_WORKERS + 1;
+	ck_assert_ptr_null(shm_create(&p));
 }
 END_TEST
 
@@ -1130,6 +1170,7 @@ ring_suite(void)
 	tcase_set_timeout(tm, 20);
 	tcase_add_test(tm, test_shm_layout);
 	tcase_add_test(tm, test_shm_bad);
+	tcase_add_test(tm, test_shm_slots);
 	tcase_add_test(tm, test_shm_fork);
 	suite_add_tcase(s, tm);
 
