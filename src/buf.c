@@ -168,11 +168,9 @@ sbuf_new(const void *p, size_t n)
 	return s;
 }
 
+/* The out-of-line half of sbuf_unref(): the last reference is gone. */
 void
-sbuf_unref(struct sbuf *s)
+sbuf_free_(struct sbuf *s)
 {
-	if (s == NULL)
-		return;
-	if (--s->refs == 0)
-		free(s);
+	free(s);
 }

@@ -55,6 +55,11 @@ struct sbuf {
 struct sbuf *sbuf_new(const void *p, size_t n);
 static inline struct sbuf *sbuf_ref(struct sbuf *s) { s->refs++; return s; }
 /* Drops one reference; frees at zero.  NULL is accepted. */
-void sbuf_unref(struct sbuf *s);
+void sbuf_free_(struct sbuf *s);
+static inline void sbuf_unref(struct sbuf *s)
+{
+	if (s != NULL && --s->refs == 0)
+		sbuf_free_(s);
+}
 
 #endif

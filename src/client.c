@@ -1306,6 +1306,7 @@ client_sub_add(struct client *c, const char *ch, size_t len, char *chan_info, si
 	struct client_sub *s = xcalloc(1, sizeof(*s));
 
 	s->hs.client = c;
+	s->hs.conn = c->conn;           /* the transport outlives its subs */
 	s->chan_info = chan_info;
 	s->chan_info_len = chan_info_len;
 	s->presence = presence != 0;

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "buf.h"
-#include "client.h"
 #include "codec.h"
 #include "heritage.h"
 #include "htab.h"
@@ -241,7 +240,7 @@ hub_deliver(struct hub *h, const struct msg *m)
 			}
 		}
 		struct sbuf *f = hub_frame(h, frames, s->fmt, m);
-		if (loop_conn_send(client_conn(s->client), f, 0) == 0) {
+		if (loop_conn_send(s->conn, f, 0) == 0) {
 			sent++;
 			bytes += f->len;
 		}

@@ -25,6 +25,9 @@ enum hub_sub_state {
  * it into the channel's member array. */
 struct hub_sub {
 	struct client *client;
+	struct conn *conn;         /* client_conn(client), set by the owner
+				      before hub_add: read per delivery
+				      without a visit to the client */
 	struct hub_chan *chan;     /* NULL while not linked */
 	uint32_t pos;              /* index in the channel's member array */
 	uint8_t state;             /* enum hub_sub_state */

@@ -44,7 +44,7 @@
  *
  * Memory: rx_buffer_size 256 (the default 4096 was ~78% of lws's per
  * connection cost), max_http_header_pool 64, per-connection state is the lws
- * per-session struct conn (about 64 bytes); the outgoing queue and the
+ * per-session struct conn (about 72 bytes); the outgoing queue and the
  * reassembly buffer are allocated only while non-empty, there is no timer per
  * connection.  Incoming messages over 256 bytes arrive in pieces and are
  * reassembled here (size-limited as they grow).  tx_packet_size is set to the
@@ -90,8 +90,9 @@
 #define LOOP_LWS_LOG_LEVEL (LLL_ERR | LLL_WARN)
 #define LOOP_CLOSE_TIMEOUT 5            /* s to flush before the close frame */
 #define LOOP_REASON_MAX 122             /* close reason < 123 bytes */
-#define LOOP_QUEUE_INIT 8
+#define LOOP_QUEUE_INIT 8               /* a power of two, as every cap */
 #define LOOP_QUEUE_SPARE 256            /* empty queues kept for reuse */
+#define LOOP_QUEUE_SPARE_CAP 32         /* ... when their cap is at most */
 #define LOOP_HTTP_HEAD_MAX 16384        /* request line + headers */
 #define LOOP_HTTP_PIPELINE_MAX 32       /* unanswered requests per conn */
 #define LOOP_HTTP_IDLE_TIMEOUT 5        /* s: idle keep-alive (as lws) */
@@ -108,7 +109,8 @@
  */
 static const lws_retry_bo_t loop_no_validity;
 
-/* Outgoing queue of one connection: a ring of shared message buffers.
+/* Outgoing queue of one connection: a ring of shared message buffers (cap
+ * is a power of two: an index is masked, not divided).
  * Exists only while non-empty.  A connection held by write_delay (see
  * "write delay" below) is always one with a queue, so its links in the held
  * list live here and cost an idle connection nothing. */
@@ -146,6 +148,8 @@ struct conn {
 	uint32_t rx_cap;
 	uint32_t last_write;            /* loop_ms() of the last frame out */
 	struct lws *wsi;
+	struct loop *loop;              /* = loop_of(wsi), without the
+					   dereference of wsi per delivery */
 	void *user;                     /* from ws_open */
 	struct connq *q;                /* NULL when nothing is queued */
 	char *rx;                       /* reassembly; NULL between messages */
@@ -244,8 +248,10 @@ struct loop {
 	size_t n_conns;
 	char *wbuf;                     /* frame assembly, LWS_PRE headroom */
 	size_t wcap;
-	/* Emptied queues of the initial size, reused by the next push: a
-	 * delivery to an idle connection allocates nothing. */
+	/* Emptied queues (cap at most LOOP_QUEUE_SPARE_CAP), reused by the
+	 * next push: a delivery to an idle connection allocates nothing, nor
+	 * does a connection whose batches take a few more than
+	 * LOOP_QUEUE_INIT messages (write_delay) at each refill. */
 	struct connq *spare[LOOP_QUEUE_SPARE];
 	size_t n_spare;
 };
@@ -678,7 +684,7 @@ loop_held_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- outgoing queue ----------------------------------------------------- */
 
-/* Drops c's queue; an initial-size one is kept in l->spare for reuse. */
+/* Drops c's queue; a small one is kept in l->spare for reuse. */
 static void
 loop_queue_free(struct loop *l, struct conn *c)
 {
@@ -689,9 +695,9 @@ loop_queue_free(struct loop *l, struct conn *c)
 		return;
 	loop_unhold(l, c);
 	for (i = 0; i < q->count; i++)
-		sbuf_unref(q->items[(q->head + i) % q->cap]);
+		sbuf_unref(q->items[(q->head + i) & (q->cap - 1)]);
 	c->q = NULL;
-	if (q->cap == LOOP_QUEUE_INIT && l->n_spare < LOOP_QUEUE_SPARE)
+	if (q->cap <= LOOP_QUEUE_SPARE_CAP && l->n_spare < LOOP_QUEUE_SPARE)
 		l->spare[l->n_spare++] = q;
 	else
 		free(q);
@@ -704,12 +710,16 @@ loop_queue_push(struct loop *l, struct conn *c, struct sbuf *msg)
 	uint32_t oldcap, wrapped;
 
 	if (!q) {
-		q = l->n_spare ? l->spare[--l->n_spare] :
-		    xmalloc(sizeof(*q) + LOOP_QUEUE_INIT * sizeof(q->items[0]));
+		if (l->n_spare) {
+			q = l->spare[--l->n_spare];     /* keeps its cap */
+		} else {
+			q = xmalloc(sizeof(*q) +
+				    LOOP_QUEUE_INIT * sizeof(q->items[0]));
+			q->cap = LOOP_QUEUE_INIT;
+		}
 		q->bytes = 0;
 		q->head = 0;
 		q->count = 0;
-		q->cap = LOOP_QUEUE_INIT;
 		q->due = 0;
 		q->hprev = q->hnext = NULL;
 		c->q = q;
@@ -724,7 +734,7 @@ loop_queue_push(struct loop *l, struct conn *c, struct sbuf *msg)
 		       wrapped * sizeof(q->items[0]));
 		c->q = q;
 	}
-	q->items[(q->head + q->count) % q->cap] = sbuf_ref(msg);
+	q->items[(q->head + q->count) & (q->cap - 1)] = sbuf_ref(msg);
 	q->count++;
 	q->bytes += msg->len;
 }
@@ -744,7 +754,7 @@ loop_queue_take(struct loop *l, struct conn *c)
 	struct sbuf *s;
 
 	while (n < q->count) {
-		s = q->items[(q->head + n) % q->cap];
+		s = q->items[(q->head + n) & (q->cap - 1)];
 		add = s->len + (text && n ? 1 : 0);
 		if (n && total + add > LOOP_FRAME_MAX)
 			break;
@@ -760,7 +770,7 @@ loop_queue_take(struct loop *l, struct conn *c)
 		p += s->len;
 		q->bytes -= s->len;
 		sbuf_unref(s);
-		q->head = (q->head + 1) % q->cap;
+		q->head = (q->head + 1) & (q->cap - 1);
 	}
 	q->count -= n;
 	if (!q->count)
@@ -811,6 +821,7 @@ loop_ws_established(struct loop *l, struct lws *wsi, struct conn *c)
 	memset(c, 0, sizeof(*c));
 	c->magic = CONN_MAGIC;
 	c->wsi = wsi;
+	c->loop = l;
 	c->flags = CONN_F_WS;
 	c->last_write = loop_ms() - 0x80000000u;        /* long ago */
 	query = loop_args_dup(wsi);
@@ -837,7 +848,7 @@ loop_ws_fail(struct conn *c, uint16_t code, const char *reason)
 	free(c->rx);
 	c->rx = NULL;
 	c->rx_len = c->rx_cap = 0;
-	loop_queue_free(loop_of(c->wsi), c);
+	loop_queue_free(c->loop, c);
 	c->flags |= CONN_F_CLOSING | CONN_F_NOFLUSH;
 	lws_close_reason(c->wsi, (enum lws_close_status)code,
 			 (unsigned char *)reason, strlen(reason));
@@ -1953,17 +1964,17 @@ loop_conn_start_close(struct conn *c, uint16_t code, const char *reason,
 {
 	c->flags |= CONN_F_CLOSING;
 	/* the writeable callback flushes what is queued, held or not */
-	loop_unhold(loop_of(c->wsi), c);
+	loop_unhold(c->loop, c);
 	if (noflush) {
 		c->flags |= CONN_F_NOFLUSH;
-		loop_queue_free(loop_of(c->wsi), c);
+		loop_queue_free(c->loop, c);
 	}
 	c->close_code = code;
 	c->close_reason = xstrndup(reason ? reason : "", LOOP_REASON_MAX);
 	/* Bounds the flush; lws re-arms 5 s for the close ack itself. */
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LOOP_CLOSE_TIMEOUT);
 	lws_callback_on_writable(c->wsi);
-	loop_kick(loop_of(c->wsi));
+	loop_kick(c->loop);
 }
 
 int
@@ -1975,7 +1986,7 @@ loop_conn_send(struct conn *c, struct sbuf *msg, unsigned flags)
 	ASSERT(c && c->magic == CONN_MAGIC && msg);
 	if (c->flags & CONN_F_CLOSING)
 		return -1;
-	l = loop_of(c->wsi);
+	l = c->loop;
 	queued = c->q ? c->q->bytes : 0;
 	if (queued + msg->len > l->p.queue_max_size) {
 		loop_conn_start_close(c, 3008, "slow", 1);
