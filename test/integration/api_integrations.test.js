@@ -17,8 +17,6 @@
 //               optionally grpc-encoding: gzip
 
 const assert = require('node:assert/strict');
-const http2 = require('node:http2');
-const zlib = require('node:zlib');
 const { describe, afterEach, test } = require('node:test');
 const { useServer } = require('./lib/harness');
 const { startServer, freePort } = require('./lib/server');
@@ -27,6 +25,7 @@ const { API_KEY } = require('./lib/config');
 const { makeToken } = require('./lib/token');
 const { withTimeout } = require('./lib/util');
 const { RawHttp, httpBytes, userOnTwoWorkers, userClient } = require('./lib/apitest');
+const { pbBytes, pbStr, pbDecode, grpcCall } = require('./lib/grpc');
 
 const OPEN = {
   allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true,
@@ -339,84 +338,10 @@ describe('framework integrations over HTTP', () => {
 
 // ------------------------------------------------------------------ RoadRunner
 
-// Protobuf writer for the few CentrifugoApi messages used here.
-function pbVarint(n) {
-  const out = [];
-  let v = BigInt(n);
-  do {
-    let b = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v) b |= 0x80;
-    out.push(b);
-  } while (v);
-  return Buffer.from(out);
-}
-const pbBytes = (field, buf) => Buffer.concat([pbVarint((field << 3) | 2), pbVarint(buf.length), buf]);
-const pbStr = (field, s) => pbBytes(field, Buffer.from(s, 'utf8'));
-
-// Decode a message into { field: [values] } (varints as numbers, length-delimited as Buffers).
-function pbDecode(buf) {
-  const out = {};
-  let i = 0;
-  const varint = () => {
-    let v = 0n; let s = 0n;
-    for (;;) {
-      const b = buf[i++];
-      v |= BigInt(b & 0x7f) << s;
-      if (!(b & 0x80)) return v;
-      s += 7n;
-    }
-  };
-  while (i < buf.length) {
-    const key = Number(varint());
-    const f = key >> 3; const wt = key & 7;
-    let val;
-    if (wt === 0) val = Number(varint());
-    else if (wt === 2) { const n = Number(varint()); val = buf.subarray(i, i + n); i += n; } else throw new Error(`wire type ${wt}`);
-    (out[f] = out[f] || []).push(val);
-  }
-  return out;
-}
-
-// One unary GRPC call over h2c; resolves { status, message (Buffer), headers, trailers }.
-function grpcCall(port, method, reqBuf, { gzip = false, metadata = {} } = {}) {
-  return withTimeout(new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on('error', reject);
-    const payload = gzip ? zlib.gzipSync(reqBuf) : reqBuf;
-    const frame = Buffer.alloc(5 + payload.length);
-    frame[0] = gzip ? 1 : 0;
-    frame.writeUInt32BE(payload.length, 1);
-    payload.copy(frame, 5);
-    const headers = {
-      ':method': 'POST', ':path': `/centrifugal.centrifugo.api.CentrifugoApi/${method}`,
-      'content-type': 'application/grpc', te: 'trailers', 'user-agent': 'grpc-go/1.64.0', ...metadata,
-    };
-    if (gzip) headers['grpc-encoding'] = 'gzip';
-    headers['grpc-accept-encoding'] = 'gzip';
-    const req = session.request(headers);
-    const chunks = [];
-    let respHeaders = {};
-    req.on('response', (hd) => { respHeaders = hd; });
-    req.on('data', (d) => chunks.push(d));
-    let trailers = {};
-    req.on('trailers', (tr) => { trailers = tr; });
-    req.on('error', reject);
-    req.on('end', () => {
-      session.close();
-      const body = Buffer.concat(chunks);
-      let message = null;
-      if (body.length >= 5) {
-        const n = body.readUInt32BE(1);
-        message = body.subarray(5, 5 + n);
-        if (body[0] === 1) message = zlib.gunzipSync(message);
-      }
-      const st = trailers['grpc-status'] !== undefined ? trailers['grpc-status'] : respHeaders['grpc-status'];
-      resolve({ status: Number(st), message, headers: respHeaders, trailers });
-    });
-    req.end(frame);
-  }), 10000, `GRPC ${method}`);
-}
+// The RoadRunner plugin is a grpc-go client: every call says it accepts
+// gzip-compressed answers, as grpc-go does.
+const rrCall = (port, method, req, opts = {}) =>
+  grpcCall(port, method, req, { ...opts, metadata: { 'grpc-accept-encoding': 'gzip' } });
 
 describe('RoadRunner: GRPC CentrifugoApi without a key', () => {
   const clients = [];
@@ -432,29 +357,29 @@ describe('RoadRunner: GRPC CentrifugoApi without a key', () => {
       await c.subscribe(ch);
       const data = Buffer.from('{"from":"roadrunner","ok":true}');
       // PublishRequest { channel = 1; bytes data = 2; }
-      let r = await grpcCall(grpcPort, 'Publish', Buffer.concat([pbStr(1, ch), pbBytes(2, data)]));
+      let r = await rrCall(grpcPort, 'Publish', Buffer.concat([pbStr(1, ch), pbBytes(2, data)]));
       assert.equal(r.status, 0, JSON.stringify(r.trailers));
       let m = pbDecode(r.message);
       assert.equal(m[1], undefined, 'no error');
       let p = await c.push({ channel: ch, kind: 'pub' });
       assert.deepEqual(p.push.pub.data, { from: 'roadrunner', ok: true });
       // use_compressor: true
-      r = await grpcCall(grpcPort, 'Publish', Buffer.concat([pbStr(1, ch), pbBytes(2, Buffer.from('{"gz":1}'))]), { gzip: true });
+      r = await rrCall(grpcPort, 'Publish', Buffer.concat([pbStr(1, ch), pbBytes(2, Buffer.from('{"gz":1}'))]), { gzip: true });
       assert.equal(r.status, 0, JSON.stringify(r.trailers));
       p = await c.push({ channel: ch, kind: 'pub' });
       assert.deepEqual(p.push.pub.data, { gz: 1 });
       // Unknown namespace: Error { code = 1 } inside the response, status OK.
-      r = await grpcCall(grpcPort, 'Publish', Buffer.concat([pbStr(1, 'nope:x'), pbBytes(2, data)]));
+      r = await rrCall(grpcPort, 'Publish', Buffer.concat([pbStr(1, 'nope:x'), pbBytes(2, data)]));
       assert.equal(r.status, 0);
       m = pbDecode(r.message);
       assert.equal(pbDecode(m[1][0])[1][0], 102);
       // BroadcastRequest { repeated string channels = 1; bytes data = 2; }
-      r = await grpcCall(grpcPort, 'Broadcast', Buffer.concat([pbStr(1, ch), pbStr(1, 'public:other'), pbBytes(2, Buffer.from('{"b":1}'))]));
+      r = await rrCall(grpcPort, 'Broadcast', Buffer.concat([pbStr(1, ch), pbStr(1, 'public:other'), pbBytes(2, Buffer.from('{"b":1}'))]));
       assert.equal(r.status, 0);
       m = pbDecode(r.message);
       assert.equal(pbDecode(m[2][0])[1].length, 2, 'two responses');
       // InfoRequest {} → InfoResponse { result = 2 { repeated NodeResult nodes = 1 } }
-      r = await grpcCall(grpcPort, 'Info', Buffer.alloc(0));
+      r = await rrCall(grpcPort, 'Info', Buffer.alloc(0));
       assert.equal(r.status, 0);
       const nodes = pbDecode(pbDecode(r.message)[2][0])[1];
       assert.ok(nodes.length >= 1);
