@@ -1028,16 +1028,6 @@ grpc_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *use
 	return 0;
 }
 
-static char *
-grpc_dup(const uint8_t *p, size_t n)
-{
-	char *s = xmalloc(n + 1);
-
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
-
 static int
 grpc_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
@@ -1056,13 +1046,13 @@ grpc_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *n
 	if (GRPC_IS(":method"))
 		st->post = vlen == 4 && memcmp(value, "POST", 4) == 0;
 	else if (GRPC_IS(":path") && st->path == NULL)
-		st->path = grpc_dup(value, vlen);
+		st->path = xstrndup((const char *)value, vlen);
 	else if (GRPC_IS("content-type") && st->ctype == NULL)
-		st->ctype = grpc_dup(value, vlen);
+		st->ctype = xstrndup((const char *)value, vlen);
 	else if (GRPC_IS("grpc-encoding") && st->encoding == NULL)
-		st->encoding = grpc_dup(value, vlen);
+		st->encoding = xstrndup((const char *)value, vlen);
 	else if (GRPC_IS("authorization") && st->auth == NULL)
-		st->auth = grpc_dup(value, vlen);
+		st->auth = xstrndup((const char *)value, vlen);
 	else if (GRPC_IS("x-centrifugo-error-mode") && vlen == 9 && memcmp(value, "transport", 9) == 0)
 		st->transport = 1;
 #undef GRPC_IS
