@@ -14,7 +14,7 @@ const { assertHealthy } = require('./lib/harness');
 const { sleep, pollUntil } = require('./lib/util');
 const {
   natsSkip, startNats, uniquePrefix, startNodes, clusterTest,
-  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, infoOf, waitNodes,
+  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, publishUntilDelivered, closeAll, rawPub, infoOf, waitNodes,
 } = require('./lib/services');
 
 const OPEN = { allow_subscribe_for_client: true, allow_subscribe_for_anonymous: true };
@@ -188,15 +188,7 @@ describe('NATS broker: two nodes', { skip: natsSkip }, () => {
 
     await nats.start();
     t.diagnostic('nats-server restarted on the same port');
-    let k = 0;
-    await pollUntil(async () => {
-      k++;
-      const r = await B.api('publish', { channel: ch, data: { n: k } }, { timeout: 30000 });
-      if (!r.json || r.json.result === undefined) return false;
-      const okA = await waitPubOf(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
-      const okB = await waitPubOf(sb, (p) => p.data.n === k, 1500).then(() => true, () => false);
-      return okA && okB;
-    }, { timeout: 40000, interval: 300, what: 'publish on B delivered on A and B after NATS came back' });
+    const k = await publishUntilDelivered(B, ch, [sa, sb], 'publish on B delivered on A and B after NATS came back');
     t.diagnostic(`delivery back after ${k} publish attempt(s)`);
     await apiOk(A, 'publish', { channel: ch, data: { n: 'final' } });
     for (const s of [sa, sb]) {

@@ -22,7 +22,7 @@ const { assertHealthy } = require('./lib/harness');
 const { sleep, pollUntil } = require('./lib/util');
 const {
   redisSkip, startRedis, uniquePrefix, startNodes, killNodeTree, clusterTest,
-  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
+  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, publishUntilDelivered, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
 } = require('./lib/services');
 
 const OPEN = {
@@ -400,15 +400,7 @@ describe('redis engine: redis-server killed and restarted', { skip: redisSkip },
     t.diagnostic('redis-server restarted on the same port');
 
     // Publish on A until a publication arrives on both clients (bounded).
-    let k = 0;
-    await pollUntil(async () => {
-      k++;
-      const r = await A.api('publish', { channel: ch, data: { n: k } }, { timeout: 30000 });
-      if (!r.json || r.json.result === undefined) return false;
-      const okA = await waitPubOf(sa, (p) => p.data.n === k, 1500).then(() => true, () => false);
-      const okB = await waitPubOf(sb, (p) => p.data.n === k, 1500).then(() => true, () => false);
-      return okA && okB;
-    }, { timeout: 40000, interval: 300, what: 'publish on A delivered on A and B after redis came back' });
+    const k = await publishUntilDelivered(A, ch, [sa, sb], 'publish on A delivered on A and B after redis came back');
     t.diagnostic(`delivery back after ${k} publish attempt(s)`);
 
     // Normal service: a publication from B arrives on both, history works again.

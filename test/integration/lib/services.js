@@ -453,6 +453,23 @@ function waitPubOf(sub, pred = () => true, timeout = 8000) {
   });
 }
 
+// After an outage: publishes { n: 1, 2, ... } on node until one arrives on
+// every subscription of subs (bounded); returns the number of attempts.
+async function publishUntilDelivered(node, channel, subs, what) {
+  let k = 0;
+  await pollUntil(async () => {
+    k++;
+    const r = await node.api('publish', { channel, data: { n: k } }, { timeout: 30000 });
+    if (!r.json || r.json.result === undefined) return false;
+    for (const s of subs) {
+      const ok = await waitPubOf(s, (p) => p.data.n === k, 1500).then(() => true, () => false);
+      if (!ok) return false;
+    }
+    return true;
+  }, { timeout: 40000, interval: 300, what });
+  return k;
+}
+
 function closeAll(list) {
   for (const c of list.splice(0)) {
     try { if (c.disconnect) c.disconnect(); else c.close(); } catch { /* ignore */ }
@@ -547,5 +564,5 @@ module.exports = {
   RedisService, NatsService, startRedis, startNats, startRedisWith, startSentinel,
   redisCommand, respEncode, respParse, tcpExchange,
   uniquePrefix, startNodes, killNodeTree, describeAll, clusterTest,
-  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
+  apiOk, channelsAcrossNodes, rawOn, sdkOn, subscribeOn, waitPubOf, publishUntilDelivered, closeAll, rawPub, rawPubsIn, infoOf, waitNodes,
 };
