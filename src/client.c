@@ -317,10 +317,17 @@ client_rand_below(uint64_t n)
 	return v % n;
 }
 
+/* Wall-clock seconds.  Not time(NULL): on Linux it reads the coarse clock,
+ * which can still show the previous second for a few milliseconds after
+ * the precise clock (and a client's) has passed it, so a token's exp or
+ * expire_at would look one second further away than it is. */
 static int64_t
 client_unix_now(void)
 {
-	return (int64_t)time(NULL);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec;
 }
 
 /* ------------------------------------------------------------------ */
