@@ -72,6 +72,9 @@ async function httpRequest(port, method, urlPath, { body, headers = {}, timeout 
 
 class Server {
   constructor(config, dir) {
+    // Its own control socket unless the test names one: never the system
+    // path, which an installed daemon (or another test server) may hold.
+    if (!config.ctl || config.ctl.socket === undefined) config.ctl = { ...(config.ctl || {}), socket: path.join(dir, 'ctl.sock') };
     this.config = config;
     this.dir = dir;
     this.port = config.http_server.port;
@@ -239,9 +242,6 @@ async function startServer(overrides = {}, opts = {}) {
   const port = await freePort();
   const config = merge(merge(defaultConfig(), overrides), { http_server: { port } });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cf-it-'));
-  // Its own control socket unless the test names one: never the system
-  // path, which an installed daemon (or another test server) may hold.
-  if (!config.ctl || config.ctl.socket === undefined) config.ctl = { ...(config.ctl || {}), socket: path.join(dir, 'ctl.sock') };
   const srv = new Server(config, dir);
   return srv.start(opts);
 }
