@@ -43,6 +43,7 @@
 #include "buf.h"
 #include "jwks.h"
 #include "log.h"
+#include "pem.h"
 #include "xmalloc.h"
 
 #define AUTH_VERIFIER_MAGIC 0x41555448u /* "AUTH" */
@@ -131,53 +132,6 @@ static int
 pem_no_password(char *b, int size, int rw, void *u)
 {
 	(void)b; (void)size; (void)rw; (void)u;
-	return 0;
-}
-
-/*
- * Resolves a PEM option value (inline PEM, base64 of PEM, or a file path)
- * into PEM text in *pem.  Returns 0, or -1 with a message in err.
- */
-static int
-pem_resolve(const char *opt, const char *val, struct buf *pem, struct buf *err)
-{
-	unsigned char *dec;
-	size_t declen;
-	FILE *f;
-	char chunk[4096];
-	size_t n;
-
-	if (strstr(val, "-----BEGIN") != NULL) {
-		buf_puts(pem, val);
-		return 0;
-	}
-	/* base64 as `base64` prints it may be wrapped; drop the line breaks */
-	for (n = 0; val[n] != '\0'; n++) {
-		if (val[n] != '\n' && val[n] != '\r')
-			buf_putc(pem, val[n]);
-	}
-	dec = auth_b64_decode(pem->data, pem->len, 0, &declen);
-	buf_reset(pem);
-	if (dec != NULL && strstr((char *)dec, "-----BEGIN") != NULL) {
-		buf_append(pem, dec, declen);
-		free(dec);
-		return 0;
-	}
-	free(dec);
-	f = fopen(val, "r");
-	if (f == NULL) {
-		buf_printf(err, "%s: not PEM, not base64 PEM, and cannot open as a file: %s",
-			opt, strerror(errno));
-		return -1;
-	}
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_append(pem, chunk, n);
-	if (ferror(f)) {
-		buf_printf(err, "%s: reading %s: %s", opt, val, strerror(errno));
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
 	return 0;
 }
 

@@ -41,6 +41,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/metrics.c src/metrics.h \
 	src/msg.c src/msg.h \
 	src/node.c src/node.h \
+	src/pem.c src/pem.h \
 	src/proctitle.c src/proctitle.h \
 	src/proto.c src/proto.h \
 	src/proto_pb.c src/proto_pb.h \
