@@ -27,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "redis_addr.h"
+#include "tls_tunnel.h"
 #include "xmalloc.h"
 
 extern char **environ;
@@ -1266,6 +1267,43 @@ valid_claim(const char *s)
 	return 1;
 }
 
+/* The TLS settings of the Redis engine: a context is built (and dropped)
+ * so that every PEM value is read and checked here. */
+static void
+validate_redis_tls(struct loader *ld, const struct config *cfg)
+{
+	struct tls_client_conf t;
+	struct buf err = BUF_INIT;
+	SSL_CTX *ctx;
+
+	config_redis_tls(cfg, &t);
+	ctx = tls_client_ctx_new(&t, &err);
+	if (ctx == NULL) {
+		const char *m = buf_cstr(&err);
+		enum config_idx at = CI_engine_redis_tls_enabled;
+		if (strstr(m, ".cert_pem'"))
+			at = CI_engine_redis_tls_cert_pem;
+		else if (strstr(m, ".key_pem'"))
+			at = CI_engine_redis_tls_key_pem;
+		else if (strstr(m, ".server_ca_pem'"))
+			at = CI_engine_redis_tls_server_ca_pem;
+		ld_err(ld, &ld->top[at], "%s", m);
+	}
+	SSL_CTX_free(ctx);
+	buf_free(&err);
+}
+
+void
+config_redis_tls(const struct config *cfg, struct tls_client_conf *t)
+{
+	t->opt = "engine.redis.tls";
+	t->cert_pem = cfg->engine_redis_tls_cert_pem;
+	t->key_pem = cfg->engine_redis_tls_key_pem;
+	t->server_ca_pem = cfg->engine_redis_tls_server_ca_pem;
+	t->server_name = cfg->engine_redis_tls_server_name;
+	t->insecure_skip_verify = cfg->engine_redis_tls_insecure_skip_verify;
+}
+
 static void
 validate(struct loader *ld, struct config *cfg)
 {
@@ -1291,14 +1329,23 @@ validate(struct loader *ld, struct config *cfg)
 		if (cfg->engine_redis_address.n == 0 && cfg->engine_redis_sentinel_address.n == 0)
 			ld_err(ld, &ld->top[CI_engine_redis_address],
 			    "option 'engine.redis.address': at least one address is needed");
+		int tls = cfg->engine_redis_tls_enabled;
 		for (size_t i = 0; i < cfg->engine_redis_address.n; i++) {
-			if (redis_addr_parse(cfg->engine_redis_address.v[i], &ra, why, sizeof(why)) != 0)
+			if (redis_addr_parse(cfg->engine_redis_address.v[i], &ra, why, sizeof(why)) != 0) {
 				ld_err(ld, &ld->top[CI_engine_redis_address],
 				    "option 'engine.redis.address': \"%s\": %s",
 				    cfg->engine_redis_address.v[i], why);
-			else
-				redis_addr_free(&ra);
+				continue;
+			}
+			if (ra.path != NULL && cfg->engine_redis_tls_enabled)
+				ld_err(ld, &ld->top[CI_engine_redis_tls_enabled],
+				    "option 'engine.redis.tls.enabled': the unix socket address \"%s\" cannot use TLS",
+				    cfg->engine_redis_address.v[i]);
+			tls |= ra.tls;
+			redis_addr_free(&ra);
 		}
+		if (tls)
+			validate_redis_tls(ld, cfg);
 		if (cfg->broker_enabled && strcmp(cfg->broker_type, "nats") == 0)
 			ld_err(ld, &ld->top[CI_broker_type],
 			    "option 'broker.type': \"nats\" together with engine.type \"redis\" is not supported (choose one)");

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 struct buf;
+struct tls_client_conf;
 
 /* Option flags (config_tbl.h). */
 #define CFG_RESTART   0x0u  /* a change needs a restart */
@@ -97,6 +98,10 @@ const struct chan_opts *config_chan_opts(const struct config *cfg,
  * beyond the range of Go's durations (about 292 years).
  */
 int config_parse_duration(const char *s, int64_t *ms);
+
+/* The engine.redis.tls options as a TLS client configuration (strings live
+ * as long as cfg). */
+void config_redis_tls(const struct config *cfg, struct tls_client_conf *t);
 
 /* Worker process count: `workers`, or the number of online CPUs when 0. */
 unsigned config_workers(const struct config *cfg);

@@ -67,7 +67,7 @@ CONFIG_OPT(ctl_socket, "ctl.socket", STRING, "/run/centrifugo/centrifugo.sock", 
 CONFIG_OPT(engine_type, "engine.type", STRING, "memory", 0, 0, "memory|redis", CFG_RESTART,
 	"Engine ordering publications and keeping history and presence: memory (a single node) or redis (several nodes sharing one Redis setup: PUB/SUB, history streams, presence, node discovery).")
 CONFIG_OPT(engine_redis_address, "engine.redis.address", STRLIST, "redis://127.0.0.1:6379", 0, 0, NULL, CFG_RESTART,
-	"Redis addresses: host:port, redis://[user:password@]host:port[/db] or unix:///path/to/socket. A single string or a list; several entries shard channels over several Redis servers (consistent hashing by channel; every node must list them in the same order). TLS (rediss://), Sentinel and Cluster addresses are refused.")
+	"Redis addresses: host:port, redis://[user:password@]host:port[/db], rediss://... (the same over TLS, see engine.redis.tls) or unix:///path/to/socket. A single string or a list; several entries shard channels over several Redis servers (consistent hashing by channel; every node must list them in the same order). Sentinel and Cluster addresses are refused (use sentinel_address for Sentinel).")
 CONFIG_OPT(engine_redis_sentinel_address, "engine.redis.sentinel_address", STRLIST, "", 0, 0, NULL, CFG_RESTART,
 	"Redis Sentinel mode, taking precedence over address: each entry is one shard, written as its sentinels' host:port separated by commas. The master of sentinel_master_name is asked from them before every (re)connection, so a failover is followed.")
 CONFIG_OPT(engine_redis_sentinel_master_name, "engine.redis.sentinel_master_name", STRING, "", 0, 0, NULL, CFG_RESTART,
@@ -88,6 +88,18 @@ CONFIG_OPT(engine_redis_connect_timeout, "engine.redis.connect_timeout", DURATIO
 	"Time limit for establishing a Redis connection.")
 CONFIG_OPT(engine_redis_io_timeout, "engine.redis.io_timeout", DURATION, "4s", 1, INT64_MAX, NULL, CFG_RESTART,
 	"Time limit for a Redis command's answer; a connection that exceeds it is closed and re-established, and the waiting requests fail with an internal error.")
+CONFIG_OPT(engine_redis_tls_enabled, "engine.redis.tls.enabled", BOOL, "false", 0, 0, NULL, CFG_RESTART,
+	"Talk TLS to every Redis address (a rediss:// address does for itself). hiredis in Debian 12 has no TLS: the broker carries each Redis connection over TLS itself (OpenSSL), through a private unix socket that exists only while the connection is made. Unix socket addresses cannot use it; the sentinels are always asked over plain TCP.")
+CONFIG_OPT(engine_redis_tls_cert_pem, "engine.redis.tls.cert_pem", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Client certificate for Redis servers that ask for one (tls-auth-clients): inline PEM text, base64 of it, or the path of a PEM file. Needs key_pem.")
+CONFIG_OPT(engine_redis_tls_key_pem, "engine.redis.tls.key_pem", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Private key of cert_pem (unencrypted), in the same three forms.")
+CONFIG_OPT(engine_redis_tls_server_ca_pem, "engine.redis.tls.server_ca_pem", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"CA certificates the Redis server's certificate must chain to, in the same three forms. Empty means the system's CA certificates.")
+CONFIG_OPT(engine_redis_tls_server_name, "engine.redis.tls.server_name", STRING, "", 0, 0, NULL, CFG_RESTART,
+	"Name the Redis server's certificate must carry, also sent as SNI. Empty means the address's host (a name, or an IP address matched against the certificate's IP addresses).")
+CONFIG_OPT(engine_redis_tls_insecure_skip_verify, "engine.redis.tls.insecure_skip_verify", BOOL, "false", 0, 0, NULL, CFG_RESTART,
+	"Accept any certificate from the Redis server, unchecked. For tests only.")
 CONFIG_OPT(engine_redis_presence_ttl, "engine.redis.presence_ttl", DURATION, "60s", 1000, INT64_MAX, NULL, CFG_RESTART | CFG_WHOLESEC,
 	"How long a presence entry lives in Redis without being refreshed (every client.presence_update_interval) by its node: the clients of a node that died disappear from presence after this time.")
 

@@ -44,6 +44,7 @@
 #include "msg.h"
 #include "node.h"
 #include "redis_addr.h"
+#include "tls_tunnel.h"
 #include "wheel.h"
 #include "xmalloc.h"
 
@@ -248,6 +249,7 @@ static struct {
 	struct event *flush_ev;
 	struct event *timer_ev;
 	char sha[SCRIPT_COUNT][2 * SHA_DIGEST_LENGTH + 1];
+	SSL_CTX *tls_ctx;                 /* engine.redis.tls, or NULL */
 	char *client_prefix;              /* "P.client." */
 	size_t client_prefix_len;
 	char *control;                    /* "P.control" */
@@ -1234,8 +1236,25 @@ redis_connect_direct(struct redis_conn *c)
 	int db = s->addr.db >= 0 ? s->addr.db : (int)rd.cfg->engine_redis_db;
 
 	c->retry_at_ms = 0;
-	ac = s->addr.path ? redisAsyncConnectUnix(s->addr.path) :
-	    redisAsyncConnect(s->addr.host, s->addr.port);
+	if (s->addr.path == NULL && (s->addr.tls || rd.cfg->engine_redis_tls_enabled)) {
+		/* hiredis talks to the tunnel, the tunnel TLS to Redis. */
+		struct tls_tunnel *t;
+		char path[128], why[200], what[48];
+		snprintf(what, sizeof(what), "redis shard %u", s->index);
+		t = tls_tunnel_open(rd.base, rd.tls_ctx, s->addr.host, s->addr.port,
+		    rd.cfg->engine_redis_tls_server_name,
+		    (unsigned)rd.cfg->engine_redis_connect_timeout, what, c->backoff_ms != 0,
+		    path, sizeof(path), why, sizeof(why));
+		if (t == NULL) {
+			redis_conn_down(c, why);
+			return;
+		}
+		ac = redisAsyncConnectUnix(path);
+		tls_tunnel_unlink(t);
+	} else {
+		ac = s->addr.path ? redisAsyncConnectUnix(s->addr.path) :
+		    redisAsyncConnect(s->addr.host, s->addr.port);
+	}
 	if (ac == NULL) {
 		redis_conn_down(c, "out of memory");
 		return;
@@ -1537,6 +1556,18 @@ redis_tick(void)
 {
 }
 
+/* Whether some shard talks TLS. */
+static int
+redis_tls_wanted(void)
+{
+	if (rd.cfg->engine_redis_tls_enabled)
+		return 1;
+	for (unsigned i = 0; i < rd.nshards; i++)
+		if (rd.shards[i].addr.tls)
+			return 1;
+	return 0;
+}
+
 static int
 redis_start(struct event_base *base, const struct config *cfg)
 {
@@ -1584,6 +1615,18 @@ redis_start(struct event_base *base, const struct config *cfg)
 		s->cmd.shard = s;
 		s->sub.shard = s;
 		s->sub.is_sub = 1;
+	}
+	if (redis_tls_wanted()) {
+		struct tls_client_conf t;
+		struct buf err = BUF_INIT;
+		config_redis_tls(cfg, &t);
+		rd.tls_ctx = tls_client_ctx_new(&t, &err);
+		if (rd.tls_ctx == NULL) {
+			log_error("%s", buf_cstr(&err));
+			buf_free(&err);
+			return -1;
+		}
+		buf_free(&err);
 	}
 	rd.flush_ev = evtimer_new(base, redis_flush_cb, NULL);
 	rd.timer_ev = event_new(base, -1, EV_PERSIST, redis_timer_cb, NULL);
@@ -1636,6 +1679,8 @@ redis_stop(void)
 		free(c);
 	}
 	htab_free(&rd.chans);
+	tls_tunnel_close_all();
+	SSL_CTX_free(rd.tls_ctx);
 	free(rd.shards);
 	free(rd.client_prefix);
 	free(rd.control);

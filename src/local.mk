@@ -1,11 +1,11 @@
 # src/: the daemon, its modules (as one internal library the unit tests link)
 # and the control client.
 
-CF_LIBS = $(LIBEVENT_LIBS) $(LWS_LIBS) $(LIBUV_LIBS) $(MSGPACK_LIBS) \
+CF_LIBS = $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(LWS_LIBS) $(LIBUV_LIBS) $(MSGPACK_LIBS) \
 	$(LIBCONFIG_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(OPENSSL_LIBS) \
 	$(PROTOBUF_C_LIBS) $(HIREDIS_LIBS) $(LIBNATS_LIBS) $(LIBNGHTTP2_LIBS) \
 	$(ZLIB_LIBS) -lm
-CF_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LWS_CFLAGS) $(LIBUV_CFLAGS) \
+CF_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(LWS_CFLAGS) $(LIBUV_CFLAGS) \
 	$(MSGPACK_CFLAGS) $(LIBCONFIG_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBJWT_CFLAGS) $(OPENSSL_CFLAGS) $(PROTOBUF_C_CFLAGS) \
 	$(HIREDIS_CFLAGS) $(LIBNATS_CFLAGS) $(LIBNGHTTP2_CFLAGS) \
@@ -52,6 +52,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/shm.c src/shm.h \
 	src/supervisor.c src/supervisor.h \
 	src/vmb.h \
+	src/tls_tunnel.c src/tls_tunnel.h \
 	src/wheel.c src/wheel.h \
 	src/worker.c src/worker.h \
 	src/xmalloc.c src/xmalloc.h

@@ -1,8 +1,8 @@
 /*
  * redis_addr.c - parses engine.redis.address entries and picks a
- * channel's shard.  Only plain TCP and unix sockets: the TLS, Sentinel and
- * Cluster forms of Centrifugo's address syntax are refused with a reason,
- * never silently misread.
+ * channel's shard.  TCP (rediss:// for TLS) and unix sockets: the Sentinel
+ * and Cluster forms of Centrifugo's address syntax are refused with a
+ * reason, never silently misread.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +35,7 @@ redis_addr_parse(const char *s, struct redis_addr *a, char *why, size_t cap)
 {
 	const char *p = s, *at, *slash, *colon, *end;
 	static const char *const refused[] = {
-		"rediss://", "rediss+sentinel://", "redis+sentinel://", "redis+cluster://",
+		"rediss+sentinel://", "redis+sentinel://", "redis+cluster://",
 		"rediss+cluster://",
 	};
 
@@ -43,7 +43,7 @@ redis_addr_parse(const char *s, struct redis_addr *a, char *why, size_t cap)
 	a->db = -1;
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		if (strncmp(s, refused[i], strlen(refused[i])) == 0) {
-			snprintf(why, cap, "%.*s addresses (TLS, Sentinel, Cluster) are not supported%s",
+			snprintf(why, cap, "%.*s addresses (Sentinel, Cluster) are not supported%s",
 			    (int)strlen(refused[i]), refused[i], strstr(refused[i], "sentinel") ?
 			    " (for Sentinel, set sentinel_address and sentinel_master_name)" : "");
 			return -1;
@@ -57,12 +57,16 @@ redis_addr_parse(const char *s, struct redis_addr *a, char *why, size_t cap)
 		a->path = xstrdup(s + 7);
 		return 0;
 	}
-	if (strncmp(s, "redis://", 8) == 0)
+	if (strncmp(s, "redis://", 8) == 0) {
 		p = s + 8;
+	} else if (strncmp(s, "rediss://", 9) == 0) {
+		p = s + 9;
+		a->tls = 1;
+	}
 	else if (strncmp(s, "tcp://", 6) == 0)
 		p = s + 6;
 	else if (strstr(s, "://") != NULL) {
-		snprintf(why, cap, "unknown address scheme (use host:port, redis:// or unix://)");
+		snprintf(why, cap, "unknown address scheme (use host:port, redis://, rediss:// or unix://)");
 		return -1;
 	}
 	if ((end = strchr(p, '?')) == NULL)
@@ -142,8 +146,9 @@ redis_sentinels_parse(const char *s, struct redis_addr **list, size_t *n, char *
 		int rc = redis_addr_parse(one, &a, why, cap);
 
 		free(one);
-		if (rc == 0 && a.path != NULL) {
-			snprintf(why, cap, "a sentinel must be host:port");
+		if (rc == 0 && (a.path != NULL || a.tls)) {
+			snprintf(why, cap, a.tls ? "sentinels are asked over plain TCP (host:port)" :
+			    "a sentinel must be host:port");
 			redis_addr_free(&a);
 			rc = -1;
 		}

@@ -1,6 +1,7 @@
 /*
  * redis_addr.h - one engine.redis.address entry, parsed: host:port,
- * redis://[user[:password]@]host[:port][/db], tcp://..., unix:///path;
+ * redis://[user[:password]@]host[:port][/db], rediss://..., tcp://...,
+ * unix:///path;
  * and which of several addresses (shards) serves a channel.  Used by the
  * configuration check (every process) and the Redis engine (broker).
  */
@@ -15,6 +16,7 @@ struct redis_addr {
 	char *path;               /* unix socket path, or NULL */
 	char *user, *password;    /* NULL when the address has none */
 	int db;                   /* -1 when the address has none */
+	int tls;                  /* rediss:// */
 };
 
 /* 0 with *a filled (free with redis_addr_free), or -1 with the reason in

@@ -12,7 +12,8 @@ UNIT_TESTS = \
 	test/unit/check_json \
 	test/unit/check_proto \
 	test/unit/check_proto_pb \
-	test/unit/check_ring
+	test/unit/check_ring \
+	test/unit/check_tls
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS) test/integration/run.sh
@@ -41,6 +42,9 @@ test_unit_check_proto_pb_LDADD = $(UNIT_LDADD)
 test_unit_check_ring_SOURCES = test/unit/check_ring.c
 test_unit_check_ring_CFLAGS = $(UNIT_CFLAGS)
 test_unit_check_ring_LDADD = $(UNIT_LDADD)
+test_unit_check_tls_SOURCES = test/unit/check_tls.c
+test_unit_check_tls_CFLAGS = $(UNIT_CFLAGS)
+test_unit_check_tls_LDADD = $(UNIT_LDADD)
 
 # The integration runner finds the binary and the sources through these.
 AM_TESTS_ENVIRONMENT = \

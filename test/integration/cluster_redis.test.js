@@ -579,6 +579,41 @@ describe('redis engine: configuration errors', () => {
     assert.match(r.output, /bogus/, r.output);
   });
 
+  // TLS settings are read and checked at start: each mistake names its option.
+  const tlsCases = () => {
+    const { makeCA } = require('./lib/tlscerts');
+    const ca = makeCA('cfg');
+    const a = ca.issue('a', { sans: ['DNS:a'] });
+    const b = ca.issue('b', { sans: ['DNS:b'] });
+    return {
+      ca,
+      cases: [
+        ['server_ca_pem neither PEM, base64 PEM nor a file', { tls: { enabled: true, server_ca_pem: '/no/such/ca.pem' } }, /engine\.redis\.tls\.server_ca_pem.*cannot open as a file/],
+        ['server_ca_pem a file without a certificate', { tls: { enabled: true, server_ca_pem: a.key } }, /engine\.redis\.tls\.server_ca_pem.*no PEM certificate/],
+        ['cert_pem without key_pem', { tls: { enabled: true, cert_pem: a.cert } }, /engine\.redis\.tls\.cert_pem' is set without engine\.redis\.tls\.key_pem/],
+        ['key_pem of another certificate', { tls: { enabled: true, cert_pem: a.cert, key_pem: b.key } }, /engine\.redis\.tls\.key_pem.*does not match/],
+        ['tls.enabled with a unix socket address', { address: 'unix:///run/redis.sock', tls: { enabled: true } }, /engine\.redis\.tls\.enabled.*unix socket address/],
+        ['a rediss:// address checks the TLS settings too', { address: 'rediss://127.0.0.1:6379', tls: { key_pem: a.key } }, /engine\.redis\.tls\.key_pem' is set without engine\.redis\.tls\.cert_pem/],
+        ['rediss+sentinel:// addresses', { address: 'rediss+sentinel://127.0.0.1:26379' }, /engine\.redis\.address.*not supported/],
+        ['a rediss:// sentinel', { sentinel_address: 'rediss://127.0.0.1:26379', sentinel_master_name: 'm' }, /engine\.redis\.sentinel_address.*plain TCP/],
+      ],
+    };
+  };
+  clusterTest({}, 'engine.redis.tls mistakes: start refused, file:line and the option named', async () => {
+    const { ca, cases } = tlsCases();
+    try {
+      for (const [what, redis, pattern] of cases) {
+        const r = await runConfig({ engine: { type: 'redis', redis: { prefix: uniquePrefix(), ...redis } } });
+        assert.equal(r.started, false, `${what}: server must refuse to start; output: ${r.output}`);
+        assert.notEqual(r.code, 0, `${what}: ${r.output}`);
+        assert.match(r.output, /config\.cfg:\d+/, `${what}: file:line in ${JSON.stringify(r.output)}`);
+        assert.match(r.output, pattern, `${what}: ${r.output}`);
+      }
+    } finally {
+      ca.dispose();
+    }
+  }, { timeout: 90000 });
+
   for (const bad of ['not a host:port', '127.0.0.1:notaport', '127.0.0.1:99999']) {
     clusterTest({}, `engine.redis.address = "${bad}": start refused, the message names the option and value`, async () => {
       const r = await runConfig({ engine: { type: 'redis', redis: { address: bad, prefix: uniquePrefix() } } });

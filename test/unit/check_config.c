@@ -366,8 +366,14 @@ START_TEST(test_bad_values)
 	expect_error("log = { level = \"loud\"; };\n", 1, "'log.level': invalid value \"loud\"");
 	expect_error("engine = { type = \"redis\"; redis = { address = \"not a host:port\"; }; };\n", 1,
 	    "'engine.redis.address': \"not a host:port\": the port must be a number");
-	expect_error("engine = { type = \"redis\"; redis = { address = [\"rediss://h:1\"]; }; };\n", 1,
-	    "rediss:// addresses (TLS, Sentinel, Cluster) are not supported");
+	expect_error("engine = { type = \"redis\"; redis = { address = [\"redis+cluster://h:1\"]; }; };\n", 1,
+	    "redis+cluster:// addresses (Sentinel, Cluster) are not supported");
+	expect_error("engine = { type = \"redis\"; redis = {\n address = \"unix:///r.sock\";\n"
+	    " tls = { enabled = true; }; }; };\n", 3,
+	    "'engine.redis.tls.enabled': the unix socket address \"unix:///r.sock\" cannot use TLS");
+	expect_error("engine = { type = \"redis\"; redis = { address = \"rediss://h:1\";\n"
+	    " tls = { server_ca_pem = \"/no/such/ca\"; }; }; };\n", 2,
+	    "option 'engine.redis.tls.server_ca_pem': not PEM, not base64 PEM, and cannot open as a file");
 	expect_error("engine = { type = \"redis\"; redis = { address = [\"h:1\", \"redis://h:2/x\"]; }; };\n", 1,
 	    "the database after '/' must be a number");
 	expect_error("engine = { type = \"redis\"; redis = { address = \"unix://rel\"; }; };\n", 1,

@@ -91,13 +91,14 @@ class Server {
   get wsUrl() { return `ws://127.0.0.1:${this.port}/connection/websocket`; }
 
   // Spawn the binary and wait (bounded) until GET /health answers 200.
-  async start({ timeout = 15000 } = {}) {
+  // env: variables added to the server's environment.
+  async start({ timeout = 15000, env: extraEnv = {} } = {}) {
     if (!fs.existsSync(BIN)) throw new Error(`server binary not found: ${BIN}`);
     fs.writeFileSync(this.configPath, toLibconfig(this.config));
     const logFd = fs.openSync(this.logPath, 'a');
     // CENTRIFUGO_* variables would override the configuration (as in
     // Centrifugo); `make check` sets CENTRIFUGO_BIN, so drop them all.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CENTRIFUGO_')));
+    const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CENTRIFUGO_'))), ...extraEnv };
     this.proc = spawn(BIN, ['-c', this.configPath], {
       cwd: this.dir,
       env,
