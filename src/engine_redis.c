@@ -1090,6 +1090,15 @@ redis_on_pubsub(redisAsyncContext *ac, void *reply, void *priv)
 	if (kind->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING)
 		return;
 	s->sub.progress_ms = wheel_now_ms();
+	if (!s->sub.was_up) {
+		/* The first answer on a new PUB/SUB connection. */
+		s->sub.was_up = 1;
+		s->sub.backoff_ms = 0;
+		log_info("redis shard %u: PUB/SUB connected", s->index);
+		/* Publications may have passed while this node was not
+		 * subscribed: positioned subscribers recover. */
+		broker_positions_lost();
+	}
 	if (name->len == strlen(rd.control) && memcmp(name->str, rd.control, name->len) == 0) {
 		if (strcmp(kind->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING)
 			cluster_on_control_frame(r->element[2]->str, r->element[2]->len);
@@ -1183,11 +1192,11 @@ redis_connect_cb(const redisAsyncContext *ac, int status)
 	if (c->is_sub) {
 		size_t it;
 		struct htab_entry *e;
+		/* Commands may go; it counts as up once Redis has answered
+		 * (redis_on_pubsub): over TLS this connect is only the local
+		 * end of the tunnel. */
 		c->up = 1;
-		c->was_up = 1;
-		c->backoff_ms = 0;
 		c->progress_ms = wheel_now_ms();
-		log_info("redis shard %u: PUB/SUB connected", c->shard->index);
 		{
 			const char *names[1] = { rd.control };
 			size_t lens[1] = { strlen(rd.control) };
@@ -1198,9 +1207,6 @@ redis_connect_cb(const redisAsyncContext *ac, int status)
 			if (ch->shard == c->shard->index && ch->wanted)
 				redis_chan_dirty(e->key, e->klen, ch);
 		}
-		/* Publications may have passed while this node was not
-		 * subscribed: positioned subscribers recover. */
-		broker_positions_lost();
 	}
 }
 

@@ -46,6 +46,7 @@ struct tls_tunnel {
 	struct bufferevent *remote;     /* TLS to the server */
 	SSL *ssl;                       /* owned by remote */
 	int tls_up;
+	int answered;                   /* the server has sent something */
 	int draining;                   /* remote ended: flush local, then close */
 	int linked;                     /* the socket file exists */
 	int quiet;                      /* failures at debug level */
@@ -215,7 +216,14 @@ tls_tunnel_reason(struct tls_tunnel *t, short events, char *out, size_t cap)
 	unsigned long e = t->remote ? bufferevent_get_openssl_error(t->remote) : 0;
 	int serr = EVUTIL_SOCKET_ERROR();
 
-	if (e != 0) {
+	if (e != 0 && ERR_GET_LIB(e) == 0) {
+		/* Not an OpenSSL error but the SSL_get_error() code libevent
+		 * keeps when the error queue was empty: the connection ended
+		 * under TLS (a reset, or a close without close_notify). */
+		snprintf(out, cap, "%s%s", serr != 0 && serr != EAGAIN ?
+		    evutil_socket_error_to_string(serr) : "the connection was cut",
+		    t->answered ? "" : " before the server answered (did it refuse the client certificate?)");
+	} else if (e != 0) {
 		char s[200];
 		long vr = t->ssl ? SSL_get_verify_result(t->ssl) : X509_V_OK;
 		ERR_error_string_n(e, s, sizeof(s));
@@ -226,9 +234,10 @@ tls_tunnel_reason(struct tls_tunnel *t, short events, char *out, size_t cap)
 	} else if ((events & BEV_EVENT_ERROR) && serr != 0) {
 		snprintf(out, cap, "%s", evutil_socket_error_to_string(serr));
 	} else if (events & BEV_EVENT_EOF) {
-		snprintf(out, cap, "%s", t->tls_up ? "closed by the server" :
-		    "closed by the server during the TLS handshake");
-		failed = !t->tls_up;
+		snprintf(out, cap, "%s", !t->tls_up ? "closed by the server during the TLS handshake" :
+		    !t->answered ? "closed by the server before it answered (did it refuse the client certificate?)" :
+		    "closed by the server");
+		failed = !t->answered;
 	} else {
 		snprintf(out, cap, "connection failed");
 	}
@@ -262,6 +271,7 @@ tls_tunnel_remote_read(struct bufferevent *bev, void *arg)
 {
 	struct tls_tunnel *t = arg;
 
+	t->answered = 1;
 	if (t->local)
 		tls_tunnel_relay(bev, t->local);
 }
