@@ -31,7 +31,6 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 #include <openssl/sha.h>
 
 #include "broker.h"
@@ -44,6 +43,7 @@
 #include "msg.h"
 #include "node.h"
 #include "redis_addr.h"
+#include "redis_loop.h"
 #include "tls_tunnel.h"
 #include "wheel.h"
 #include "xmalloc.h"
@@ -1277,7 +1277,7 @@ redis_connect_direct(struct redis_conn *c)
 	c->up = 0;
 	c->outstanding = 0;
 	c->started_ms = wheel_now_ms();
-	redisLibeventAttach(ac, rd.base);
+	redis_loop_attach(ac, rd.base);
 	redisAsyncSetConnectCallback(ac, redis_connect_cb);
 	redisAsyncSetDisconnectCallback(ac, redis_disconnect_cb);
 	if (pass[0]) {
@@ -1434,7 +1434,7 @@ redis_sentinel_ask(struct redis_shard *s)
 	ac->data = s;
 	s->sac = ac;
 	s->sac_started_ms = wheel_now_ms();
-	redisLibeventAttach(ac, rd.base);
+	redis_loop_attach(ac, rd.base);
 	redisAsyncSetConnectCallback(ac, redis_sentinel_connected);
 	redisAsyncSetDisconnectCallback(ac, redis_sentinel_gone);
 	if (pass[0]) {

@@ -1,11 +1,11 @@
 # src/: the daemon, its modules (as one internal library the unit tests link)
 # and the control client.
 
-CF_LIBS = $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(LWS_LIBS) $(LIBUV_LIBS) $(MSGPACK_LIBS) \
+CF_LIBS = $(LIBEVENT_LIBS) $(LWS_LIBS) $(LIBUV_LIBS) $(MSGPACK_LIBS) \
 	$(LIBCONFIG_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(OPENSSL_LIBS) \
 	$(PROTOBUF_C_LIBS) $(HIREDIS_LIBS) $(LIBNATS_LIBS) $(LIBNGHTTP2_LIBS) \
 	$(ZLIB_LIBS) -lm
-CF_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(LWS_CFLAGS) $(LIBUV_CFLAGS) \
+CF_DEP_CFLAGS = $(LIBEVENT_CFLAGS) $(LWS_CFLAGS) $(LIBUV_CFLAGS) \
 	$(MSGPACK_CFLAGS) $(LIBCONFIG_CFLAGS) $(JANSSON_CFLAGS) \
 	$(LIBJWT_CFLAGS) $(OPENSSL_CFLAGS) $(PROTOBUF_C_CFLAGS) \
 	$(HIREDIS_CFLAGS) $(LIBNATS_CFLAGS) $(LIBNGHTTP2_CFLAGS) \
@@ -46,6 +46,7 @@ src_libcentrifugo_a_SOURCES = \
 	src/proto.c src/proto.h \
 	src/proto_pb.c src/proto_pb.h \
 	src/redis_addr.c src/redis_addr.h \
+	src/redis_loop.c src/redis_loop.h \
 	src/reload.c src/reload.h \
 	src/ring.c src/ring.h \
 	src/sdnotify.c src/sdnotify.h \

@@ -3,14 +3,18 @@
  * a TCP server (see tls_tunnel.h).
  *
  * Each tunnel: a listening unix socket in a mkdtemp() directory (mode
- * 0700), removed as soon as the local side has connected; a bufferevent on
- * the accepted connection; an OpenSSL bufferevent to the server.  Bytes
- * move from one side's input to the other's output as they arrive; a side
- * stops being read while the other's output holds TUNNEL_HIGH bytes, until
- * it has drained.  Whatever ends one side ends both, after what the server
- * sent last has reached the local side.
+ * 0700), removed as soon as the local side has connected; the accepted
+ * connection; a non-blocking TCP socket to the server with OpenSSL on it.
+ * Bytes are written on as soon as they are read (SSL_write() or write()
+ * straight from the read callback), so the usual message costs one read
+ * and one write per hop and no change of what epoll watches: an fd waits
+ * for writability only while a write would block.  A side stops being read
+ * while TUNNEL_HIGH bytes wait for the other.  Whatever ends one side ends
+ * both, after what the server sent last has reached the local side.
  */
 #include <errno.h>
+#include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +22,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/util.h>
+#include <event2/event_struct.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -35,28 +38,6 @@
 #include "xmalloc.h"
 
 #define TUNNEL_HIGH (1024 * 1024)       /* bytes waiting for one side */
-
-struct tls_tunnel {
-	struct tls_tunnel *prev, *next;
-	struct event_base *base;
-	int lfd;                        /* listening socket until accepted */
-	struct event *accept_ev;
-	struct event *deadline_ev;      /* until the handshake is done */
-	struct bufferevent *local;      /* the library's connection */
-	struct bufferevent *remote;     /* TLS to the server */
-	SSL *ssl;                       /* owned by remote */
-	int tls_up;
-	int answered;                   /* the server has sent something */
-	int draining;                   /* remote ended: flush local, then close */
-	int linked;                     /* the socket file exists */
-	int quiet;                      /* failures at debug level */
-	char dir[96];
-	char path[108];                 /* fits sun_path */
-	char what[48];
-	char peer[300];
-};
-
-static struct tls_tunnel *tunnels;
 
 /* ---- context --------------------------------------------------------- */
 
@@ -151,6 +132,9 @@ tls_client_ctx_new(const struct tls_client_conf *t, struct buf *err)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* One read() takes what the socket holds, not a record header and
+	 * then its body. */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (t->insecure_skip_verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	} else {
@@ -181,6 +165,56 @@ fail:
 
 /* ---- tunnel ---------------------------------------------------------- */
 
+/* Bytes on their way to one side: data[off..len). */
+struct tls_pipe {
+	struct buf b;
+	size_t off;
+};
+
+struct tls_tunnel {
+	struct tls_tunnel *prev, *next;
+	struct event_base *base;
+	int lfd;                        /* listening socket until accepted */
+	int cfd;                        /* the library's connection, or -1 */
+	int sfd;                        /* TCP to the server, or -1 */
+	SSL *ssl;
+	struct event *accept_ev;
+	struct event *deadline_ev;      /* until the handshake is done */
+	struct event c_ev, s_ev;        /* assigned once the fd exists */
+	short c_want, s_want;           /* what c_ev / s_ev wait for now */
+	enum { T_CONNECTING, T_HANDSHAKE, T_UP } state;
+	int ssl_write_wants;            /* 0, or EV_READ / EV_WRITE a stalled
+					   SSL_write() waits for */
+	int answered;                   /* the server has sent something */
+	int draining;                   /* the server ended: flush, then close */
+	int linked;                     /* the socket file exists */
+	int quiet;                      /* failures at debug level */
+	struct tls_pipe to_server, to_local;
+	char dir[96];
+	char path[108];                 /* fits sun_path */
+	char what[48];
+	char peer[300];
+};
+
+static struct tls_tunnel *tunnels;
+static char tls_io[16384];              /* read buffer, one loop at a time */
+
+static size_t
+tls_pipe_len(const struct tls_pipe *p)
+{
+	return p->b.len - p->off;
+}
+
+static void
+tls_pipe_consume(struct tls_pipe *p, size_t n)
+{
+	p->off += n;
+	if (p->off == p->b.len) {
+		p->off = 0;
+		buf_reset(&p->b);
+	}
+}
+
 static void
 tls_tunnel_free(struct tls_tunnel *t)
 {
@@ -188,14 +222,19 @@ tls_tunnel_free(struct tls_tunnel *t)
 		event_free(t->accept_ev);
 	if (t->deadline_ev)
 		event_free(t->deadline_ev);
+	if (t->c_want)
+		event_del(&t->c_ev);
+	if (t->s_want)
+		event_del(&t->s_ev);
 	if (t->lfd >= 0)
 		close(t->lfd);
-	if (t->local)
-		bufferevent_free(t->local);
-	if (t->remote)
-		bufferevent_free(t->remote);    /* frees the SSL and the socket */
-	else if (t->ssl)
-		SSL_free(t->ssl);
+	if (t->cfd >= 0)
+		close(t->cfd);
+	SSL_free(t->ssl);
+	if (t->sfd >= 0)
+		close(t->sfd);
+	buf_free(&t->to_server.b);
+	buf_free(&t->to_local.b);
 	tls_tunnel_unlink(t);
 	if (t->prev)
 		t->prev->next = t->next;
@@ -204,26 +243,69 @@ tls_tunnel_free(struct tls_tunnel *t)
 	if (t->next)
 		t->next->prev = t->prev;
 	free(t);
+	ERR_clear_error();
 }
 
-/* The reason a TLS bufferevent ended, for the log; 1 if it is a failure
- * (a TLS alert or a socket error), 0 for a plain end of stream. */
-static int
-tls_tunnel_reason(struct tls_tunnel *t, short events, char *out, size_t cap)
+static void tls_tunnel_local_cb(evutil_socket_t fd, short what, void *arg);
+static void tls_tunnel_server_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Sets what an fd's event waits for; the kernel hears of it only on a
+ * change. */
+static void
+tls_tunnel_want(struct tls_tunnel *t, int server, short want)
 {
-	int failed = 1;
+	struct event *ev = server ? &t->s_ev : &t->c_ev;
+	short *cur = server ? &t->s_want : &t->c_want;
 
-	unsigned long e = t->remote ? bufferevent_get_openssl_error(t->remote) : 0;
-	int serr = EVUTIL_SOCKET_ERROR();
+	if (*cur == want)
+		return;
+	if (*cur)
+		event_del(ev);
+	*cur = want;
+	if (want) {
+		event_assign(ev, t->base, server ? t->sfd : t->cfd, want | EV_PERSIST,
+		    server ? tls_tunnel_server_cb : tls_tunnel_local_cb, t);
+		event_add(ev, NULL);
+	}
+}
 
-	if (e != 0 && ERR_GET_LIB(e) == 0) {
-		/* Not an OpenSSL error but the SSL_get_error() code libevent
-		 * keeps when the error queue was empty: the connection ended
-		 * under TLS (a reset, or a close without close_notify). */
-		snprintf(out, cap, "%s%s", serr != 0 && serr != EAGAIN ?
-		    evutil_socket_error_to_string(serr) : "the connection was cut",
-		    t->answered ? "" : " before the server answered (did it refuse the client certificate?)");
-	} else if (e != 0) {
+/* What each fd waits for, from the state: read unless the other side is
+ * behind, write while something waits for the socket. */
+static void
+tls_tunnel_rearm(struct tls_tunnel *t)
+{
+	short c = 0, s = 0;
+
+	if (t->cfd >= 0) {
+		if (!t->draining && tls_pipe_len(&t->to_server) < TUNNEL_HIGH)
+			c |= EV_READ;
+		if (tls_pipe_len(&t->to_local) > 0)
+			c |= EV_WRITE;
+		tls_tunnel_want(t, 0, c);
+	}
+	if (t->sfd >= 0 && !t->draining) {
+		if (t->state == T_CONNECTING)
+			s = EV_WRITE;
+		else if (t->state == T_HANDSHAKE)
+			s = (short)t->ssl_write_wants;
+		else {
+			if (tls_pipe_len(&t->to_local) < TUNNEL_HIGH)
+				s |= EV_READ;
+			s |= (short)t->ssl_write_wants;
+		}
+		tls_tunnel_want(t, 1, s);
+	} else if (t->sfd >= 0) {
+		tls_tunnel_want(t, 1, 0);
+	}
+}
+
+/* The reason the TLS side failed, for the log (ssl_err: SSL_get_error()). */
+static void
+tls_tunnel_reason(struct tls_tunnel *t, int ssl_err, int sys_errno, char *out, size_t cap)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e != 0) {
 		char s[200];
 		long vr = t->ssl ? SSL_get_verify_result(t->ssl) : X509_V_OK;
 		ERR_error_string_n(e, s, sizeof(s));
@@ -231,114 +313,211 @@ tls_tunnel_reason(struct tls_tunnel *t, short events, char *out, size_t cap)
 			snprintf(out, cap, "%s (%s)", s, X509_verify_cert_error_string(vr));
 		else
 			snprintf(out, cap, "%s", s);
-	} else if ((events & BEV_EVENT_ERROR) && serr != 0) {
-		snprintf(out, cap, "%s", evutil_socket_error_to_string(serr));
-	} else if (events & BEV_EVENT_EOF) {
-		snprintf(out, cap, "%s", !t->tls_up ? "closed by the server during the TLS handshake" :
-		    !t->answered ? "closed by the server before it answered (did it refuse the client certificate?)" :
-		    "closed by the server");
-		failed = !t->answered;
+	} else if (ssl_err == SSL_ERROR_ZERO_RETURN || (ssl_err == SSL_ERROR_SYSCALL && sys_errno == 0)) {
+		snprintf(out, cap, "%s%s", t->state != T_UP ?
+		    "closed by the server during the TLS handshake" : "closed by the server",
+		    t->state == T_UP && !t->answered ?
+		    " before it answered (did it refuse the client certificate?)" : "");
 	} else {
-		snprintf(out, cap, "connection failed");
+		snprintf(out, cap, "%s%s", sys_errno ? strerror(sys_errno) : "TLS failure",
+		    t->state == T_UP && !t->answered ?
+		    " before the server answered (did it refuse the client certificate?)" : "");
 	}
 	ERR_clear_error();
-	return failed;
 }
 
-/* Moves what from has read into to's output; pauses from while to is
- * behind. */
+/* The TLS side ended or failed.  What the server sent last still reaches
+ * the library before its connection closes. */
 static void
-tls_tunnel_relay(struct bufferevent *from, struct bufferevent *to)
+tls_tunnel_server_gone(struct tls_tunnel *t, int ssl_err, int sys_errno)
 {
-	struct evbuffer *out = bufferevent_get_output(to);
+	char why[300];
+	int failure = !(t->answered && (ssl_err == SSL_ERROR_ZERO_RETURN ||
+	    (ssl_err == SSL_ERROR_SYSCALL && sys_errno == 0 && ERR_peek_last_error() == 0)));
 
-	evbuffer_add_buffer(out, bufferevent_get_input(from));
-	if (evbuffer_get_length(out) >= TUNNEL_HIGH)
-		bufferevent_disable(from, EV_READ);
+	tls_tunnel_reason(t, ssl_err, sys_errno, why, sizeof(why));
+	if (failure)
+		log_msg(t->quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "%s: TLS to %s: %s", t->what,
+		    t->peer, why);
+	if (t->cfd >= 0 && tls_pipe_len(&t->to_local) > 0) {
+		t->draining = 1;
+		tls_tunnel_rearm(t);
+		return;
+	}
+	tls_tunnel_free(t);
+}
+
+/* Writes what waits for the library; 0, or -1 when its side is gone. */
+static int
+tls_tunnel_flush_local(struct tls_tunnel *t)
+{
+	while (tls_pipe_len(&t->to_local) > 0) {
+		ssize_t n = write(t->cfd, t->to_local.b.data + t->to_local.off,
+		    tls_pipe_len(&t->to_local));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0)
+			return -1;
+		tls_pipe_consume(&t->to_local, (size_t)n);
+	}
+	return 0;
+}
+
+/* Encrypts what waits for the server; 0, or -1 (then t is freed). */
+static int
+tls_tunnel_flush_server(struct tls_tunnel *t)
+{
+	t->ssl_write_wants = 0;
+	while (tls_pipe_len(&t->to_server) > 0) {
+		int len = tls_pipe_len(&t->to_server) > INT_MAX ? INT_MAX :
+		    (int)tls_pipe_len(&t->to_server);
+		int n = SSL_write(t->ssl, t->to_server.b.data + t->to_server.off, len);
+		if (n > 0) {
+			tls_pipe_consume(&t->to_server, (size_t)n);
+			continue;
+		}
+		int err = SSL_get_error(t->ssl, n);
+		if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+			t->ssl_write_wants = err == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ;
+			return 0;
+		}
+		tls_tunnel_server_gone(t, err, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/* Decrypts what the server sent; 0, or -1 (t freed or draining). */
+static int
+tls_tunnel_read_server(struct tls_tunnel *t)
+{
+	while (tls_pipe_len(&t->to_local) < TUNNEL_HIGH) {
+		int n = SSL_read(t->ssl, tls_io, sizeof(tls_io));
+		if (n > 0) {
+			t->answered = 1;
+			buf_append(&t->to_local.b, tls_io, (size_t)n);
+			/* Nothing buffered in OpenSSL: what the socket gets
+			 * later comes with its own event, no read() that only
+			 * says EAGAIN. */
+			if ((size_t)n < sizeof(tls_io) && !SSL_has_pending(t->ssl))
+				return 0;
+			continue;
+		}
+		int err = SSL_get_error(t->ssl, n);
+		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+			return 0;
+		tls_tunnel_server_gone(t, err, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/* Drives the handshake; 0 while it goes on or once done, -1 (t freed). */
+static int
+tls_tunnel_handshake(struct tls_tunnel *t)
+{
+	int n = SSL_connect(t->ssl);
+	int err;
+
+	if (n == 1) {
+		t->state = T_UP;
+		t->ssl_write_wants = 0;
+		if (t->cfd >= 0)
+			event_del(t->deadline_ev);
+		return tls_tunnel_flush_server(t);
+	}
+	err = SSL_get_error(t->ssl, n);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		t->ssl_write_wants = err == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ;
+		return 0;
+	}
+	tls_tunnel_server_gone(t, err, errno);
+	return -1;
 }
 
 static void
-tls_tunnel_local_read(struct bufferevent *bev, void *arg)
+tls_tunnel_server_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tls_tunnel *t = arg;
 
-	if (t->remote && !t->draining)
-		tls_tunnel_relay(bev, t->remote);
-}
-
-static void
-tls_tunnel_remote_read(struct bufferevent *bev, void *arg)
-{
-	struct tls_tunnel *t = arg;
-
-	t->answered = 1;
-	if (t->local)
-		tls_tunnel_relay(bev, t->local);
-}
-
-/* to's output drained: read from its peer again (or finish a drain). */
-static void
-tls_tunnel_local_written(struct bufferevent *bev, void *arg)
-{
-	struct tls_tunnel *t = arg;
-
-	if (t->draining) {
+	if (t->state == T_CONNECTING) {
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+			soerr = errno;
+		if (soerr != 0) {
+			log_msg(t->quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "%s: TLS to %s: %s",
+			    t->what, t->peer, strerror(soerr));
+			tls_tunnel_free(t);
+			return;
+		}
+		t->state = T_HANDSHAKE;
+	}
+	if (t->state == T_HANDSHAKE) {
+		if (tls_tunnel_handshake(t) < 0)
+			return;
+	} else {
+		if ((what & EV_READ) && tls_tunnel_read_server(t) < 0)
+			return;
+		if (t->ssl_write_wants && tls_tunnel_flush_server(t) < 0)
+			return;
+	}
+	if (t->cfd >= 0 && tls_tunnel_flush_local(t) < 0) {
 		tls_tunnel_free(t);
 		return;
 	}
-	if (t->remote)
-		bufferevent_enable(t->remote, EV_READ);
+	tls_tunnel_rearm(t);
 }
 
 static void
-tls_tunnel_remote_written(struct bufferevent *bev, void *arg)
+tls_tunnel_local_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tls_tunnel *t = arg;
 
-	if (t->local)
-		bufferevent_enable(t->local, EV_READ);
-}
-
-static void
-tls_tunnel_local_event(struct bufferevent *bev, short events, void *arg)
-{
-	struct tls_tunnel *t = arg;
-
-	if (events & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		tls_tunnel_free(t);     /* the library closed its connection */
-}
-
-static void
-tls_tunnel_remote_event(struct bufferevent *bev, short events, void *arg)
-{
-	struct tls_tunnel *t = arg;
-	char why[300];
-
-	if (events & BEV_EVENT_CONNECTED) {
-		t->tls_up = 1;
-		if (t->local)
-			event_del(t->deadline_ev);
-		return;
-	}
-	if (!(events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-		return;
-	if (tls_tunnel_reason(t, events, why, sizeof(why)))
-		log_msg(t->quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "%s: TLS to %s: %s", t->what,
-		    t->peer, why);
-	if (t->local && t->tls_up) {
-		/* What the server said last (an error, say) reaches the
-		 * library before its connection closes. */
-		tls_tunnel_remote_read(bev, t);
-		if (evbuffer_get_length(bufferevent_get_output(t->local)) > 0) {
-			t->draining = 1;
-			bufferevent_free(t->remote);
-			t->remote = NULL;
-			t->ssl = NULL;
-			bufferevent_disable(t->local, EV_READ);
+	if (what & EV_WRITE) {
+		if (tls_tunnel_flush_local(t) < 0) {
+			tls_tunnel_free(t);
 			return;
 		}
+		if (t->draining && tls_pipe_len(&t->to_local) == 0) {
+			tls_tunnel_free(t);
+			return;
+		}
+		/* Reading stopped at TUNNEL_HIGH may have left decrypted bytes
+		 * in OpenSSL, which epoll cannot announce. */
+		if (!t->draining && t->state == T_UP && SSL_pending(t->ssl) > 0 &&
+		    tls_pipe_len(&t->to_local) < TUNNEL_HIGH) {
+			if (tls_tunnel_read_server(t) < 0)
+				return;
+			if (tls_tunnel_flush_local(t) < 0) {
+				tls_tunnel_free(t);
+				return;
+			}
+		}
 	}
-	tls_tunnel_free(t);
+	if ((what & EV_READ) && !t->draining) {
+		for (;;) {
+			ssize_t n = read(fd, tls_io, sizeof(tls_io));
+			if (n > 0) {
+				buf_append(&t->to_server.b, tls_io, (size_t)n);
+				if ((size_t)n < sizeof(tls_io) ||
+				    tls_pipe_len(&t->to_server) >= TUNNEL_HIGH)
+					break;
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN)
+				break;
+			tls_tunnel_free(t);     /* the library closed its connection */
+			return;
+		}
+		if (t->state == T_UP && tls_tunnel_flush_server(t) < 0)
+			return;
+	}
+	tls_tunnel_rearm(t);
 }
 
 static void
@@ -358,19 +537,10 @@ tls_tunnel_accept(evutil_socket_t fd, short what, void *arg)
 	t->accept_ev = NULL;
 	close(t->lfd);
 	t->lfd = -1;
-	t->local = bufferevent_socket_new(t->base, c, BEV_OPT_CLOSE_ON_FREE);
-	if (t->local == NULL) {
-		close(c);
-		tls_tunnel_free(t);
-		return;
-	}
-	bufferevent_setcb(t->local, tls_tunnel_local_read, tls_tunnel_local_written,
-	    tls_tunnel_local_event, t);
-	bufferevent_enable(t->local, EV_READ | EV_WRITE);
-	if (t->tls_up)
+	t->cfd = c;
+	if (t->state == T_UP)
 		event_del(t->deadline_ev);
-	if (t->remote && evbuffer_get_length(bufferevent_get_input(t->remote)) > 0)
-		tls_tunnel_relay(t->remote, t->local);
+	tls_tunnel_rearm(t);
 }
 
 static void
@@ -379,7 +549,7 @@ tls_tunnel_deadline(evutil_socket_t fd, short what, void *arg)
 	struct tls_tunnel *t = arg;
 
 	log_msg(t->quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "%s: TLS to %s: %s", t->what, t->peer,
-	    t->tls_up ? "the local side never connected" :
+	    t->state == T_UP ? "the local side never connected" :
 	    "no TLS connection within connect_timeout");
 	tls_tunnel_free(t);
 }
@@ -406,7 +576,7 @@ tls_tunnel_open(struct event_base *base, SSL_CTX *ctx, const char *host, int por
     size_t cap, char *why, size_t wcap)
 {
 	struct tls_tunnel *t = xcalloc(1, sizeof(*t));
-	struct evutil_addrinfo hints, *ai = NULL;
+	struct addrinfo hints, *ai = NULL;
 	struct sockaddr_un sa;
 	struct timeval tv;
 	const char *tmp = getenv("TMPDIR");
@@ -414,8 +584,9 @@ tls_tunnel_open(struct event_base *base, SSL_CTX *ctx, const char *host, int por
 	int rc;
 
 	t->base = base;
-	t->lfd = -1;
+	t->lfd = t->cfd = t->sfd = -1;
 	t->quiet = quiet;
+	t->state = T_CONNECTING;
 	snprintf(t->what, sizeof(t->what), "%s", what);
 	snprintf(t->peer, sizeof(t->peer), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 	t->next = tunnels;
@@ -453,38 +624,35 @@ tls_tunnel_open(struct event_base *base, SSL_CTX *ctx, const char *host, int por
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	rc = evutil_getaddrinfo(host, portstr, &hints, &ai);    /* blocking, as hiredis's */
+	rc = getaddrinfo(host, portstr, &hints, &ai);   /* blocking, as hiredis's */
 	if (rc != 0 || ai == NULL) {
-		snprintf(why, wcap, "%s: %s", host, evutil_gai_strerror(rc));
+		snprintf(why, wcap, "%s: %s", host, gai_strerror(rc));
 		goto fail;
 	}
+	t->sfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (t->sfd < 0 || (connect(t->sfd, ai->ai_addr, ai->ai_addrlen) < 0 &&
+	    errno != EINPROGRESS)) {
+		snprintf(why, wcap, "connect to %s: %s", t->peer, strerror(errno));
+		goto fail;
+	}
+	{
+		int one = 1;
+		setsockopt(t->sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	t->ssl = SSL_new(ctx);
-	if (t->ssl == NULL || tls_tunnel_name(t->ssl, server_name[0] ? server_name : host) < 0) {
+	if (t->ssl == NULL || SSL_set_fd(t->ssl, t->sfd) != 1 ||
+	    tls_tunnel_name(t->ssl, server_name[0] ? server_name : host) < 0) {
 		snprintf(why, wcap, "cannot set up TLS for %s", server_name[0] ? server_name : host);
 		goto fail;
 	}
-	t->remote = bufferevent_openssl_socket_new(base, -1, t->ssl, BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE);
-	if (t->remote == NULL) {
-		snprintf(why, wcap, "out of memory");
-		goto fail;
-	}
-	bufferevent_openssl_set_allow_dirty_shutdown(t->remote, 1);
-	bufferevent_setcb(t->remote, tls_tunnel_remote_read, tls_tunnel_remote_written,
-	    tls_tunnel_remote_event, t);
-	bufferevent_enable(t->remote, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(t->remote, ai->ai_addr, (int)ai->ai_addrlen) < 0) {
-		snprintf(why, wcap, "connect to %s: %s", t->peer,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		goto fail;
-	}
-	evutil_freeaddrinfo(ai);
+	SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	freeaddrinfo(ai);
+	tls_tunnel_rearm(t);
 	snprintf(path, cap, "%s", t->path);
 	return t;
 fail:
 	if (ai)
-		evutil_freeaddrinfo(ai);
-	ERR_clear_error();
+		freeaddrinfo(ai);
 	tls_tunnel_free(t);
 	return NULL;
 }

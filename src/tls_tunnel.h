@@ -1,10 +1,9 @@
 /*
  * tls_tunnel.h - TLS for a client library that cannot speak it (hiredis
  * 0.14, as Debian 12 ships it): the library connects to a private unix
- * socket, and the tunnel carries that one connection over TLS to the real
- * server, on the caller's libevent loop (OpenSSL through libevent's
- * bufferevent_openssl).  Used by the Redis engine for engine.redis.tls and
- * rediss:// addresses.
+ * socket, and the tunnel carries that one connection over TLS (OpenSSL) to
+ * the real server, on the caller's libevent loop.  Used by the Redis engine
+ * for engine.redis.tls and rediss:// addresses.
  */
 #ifndef CENTRIFUGO_TLS_TUNNEL_H
 #define CENTRIFUGO_TLS_TUNNEL_H
