@@ -373,6 +373,7 @@ tls_tunnel_flush_server(struct tls_tunnel *t)
 	while (tls_pipe_len(&t->to_server) > 0) {
 		int len = tls_pipe_len(&t->to_server) > INT_MAX ? INT_MAX :
 		    (int)tls_pipe_len(&t->to_server);
+		errno = 0;        /* an EOF sets none: no stale EAGAIN */
 		int n = SSL_write(t->ssl, t->to_server.b.data + t->to_server.off, len);
 		if (n > 0) {
 			tls_pipe_consume(&t->to_server, (size_t)n);
@@ -394,6 +395,7 @@ static int
 tls_tunnel_read_server(struct tls_tunnel *t)
 {
 	while (tls_pipe_len(&t->to_local) < TUNNEL_HIGH) {
+		errno = 0;        /* an EOF sets none: no stale EAGAIN */
 		int n = SSL_read(t->ssl, tls_io, sizeof(tls_io));
 		if (n > 0) {
 			t->answered = 1;
@@ -418,8 +420,10 @@ tls_tunnel_read_server(struct tls_tunnel *t)
 static int
 tls_tunnel_handshake(struct tls_tunnel *t)
 {
-	int n = SSL_connect(t->ssl);
-	int err;
+	int n, err;
+
+	errno = 0;
+	n = SSL_connect(t->ssl);
 
 	if (n == 1) {
 		t->state = T_UP;
