@@ -1272,23 +1272,21 @@ valid_claim(const char *s)
 static void
 validate_redis_tls(struct loader *ld, const struct config *cfg)
 {
+	static const enum config_idx at[] = {
+		[TLS_F_OBJECT] = CI_engine_redis_tls_enabled,
+		[TLS_F_CERT] = CI_engine_redis_tls_cert_pem,
+		[TLS_F_KEY] = CI_engine_redis_tls_key_pem,
+		[TLS_F_CA] = CI_engine_redis_tls_server_ca_pem,
+	};
 	struct tls_client_conf t;
 	struct buf err = BUF_INIT;
+	enum tls_conf_field bad;
 	SSL_CTX *ctx;
 
 	config_redis_tls(cfg, &t);
-	ctx = tls_client_ctx_new(&t, &err);
-	if (ctx == NULL) {
-		const char *m = buf_cstr(&err);
-		enum config_idx at = CI_engine_redis_tls_enabled;
-		if (strstr(m, ".cert_pem'"))
-			at = CI_engine_redis_tls_cert_pem;
-		else if (strstr(m, ".key_pem'"))
-			at = CI_engine_redis_tls_key_pem;
-		else if (strstr(m, ".server_ca_pem'"))
-			at = CI_engine_redis_tls_server_ca_pem;
-		ld_err(ld, &ld->top[at], "%s", m);
-	}
+	ctx = tls_client_ctx_new(&t, &err, &bad);
+	if (ctx == NULL)
+		ld_err(ld, &ld->top[at[bad]], "%s", buf_cstr(&err));
 	SSL_CTX_free(ctx);
 	buf_free(&err);
 }

@@ -1242,7 +1242,7 @@ redis_connect_direct(struct redis_conn *c)
 	int db = s->addr.db >= 0 ? s->addr.db : (int)rd.cfg->engine_redis_db;
 
 	c->retry_at_ms = 0;
-	if (s->addr.path == NULL && (s->addr.tls || rd.cfg->engine_redis_tls_enabled)) {
+	if (s->addr.tls) {
 		/* hiredis talks to the tunnel, the tunnel TLS to Redis. */
 		struct tls_tunnel *t;
 		char path[128], why[200], what[48];
@@ -1562,22 +1562,11 @@ redis_tick(void)
 {
 }
 
-/* Whether some shard talks TLS. */
-static int
-redis_tls_wanted(void)
-{
-	if (rd.cfg->engine_redis_tls_enabled)
-		return 1;
-	for (unsigned i = 0; i < rd.nshards; i++)
-		if (rd.shards[i].addr.tls)
-			return 1;
-	return 0;
-}
-
 static int
 redis_start(struct event_base *base, const struct config *cfg)
 {
 	struct buf b = BUF_INIT;
+	int tls = 0;
 
 	memset(&rd, 0, sizeof(rd));
 	rd.base = base;
@@ -1617,16 +1606,21 @@ redis_start(struct event_base *base, const struct config *cfg)
 			log_error("engine.redis.address \"%s\": %s", cfg->engine_redis_address.v[i], why);
 			return -1;
 		}
+		/* rediss://, or engine.redis.tls for every TCP address (and
+		 * the masters sentinels name): the one place that decides. */
+		if (s->addr.path == NULL && cfg->engine_redis_tls_enabled)
+			s->addr.tls = 1;
+		tls |= s->addr.tls;
 		s->index = i;
 		s->cmd.shard = s;
 		s->sub.shard = s;
 		s->sub.is_sub = 1;
 	}
-	if (redis_tls_wanted()) {
+	if (tls) {
 		struct tls_client_conf t;
 		struct buf err = BUF_INIT;
 		config_redis_tls(cfg, &t);
-		rd.tls_ctx = tls_client_ctx_new(&t, &err);
+		rd.tls_ctx = tls_client_ctx_new(&t, &err, NULL);
 		if (rd.tls_ctx == NULL) {
 			log_error("%s", buf_cstr(&err));
 			buf_free(&err);

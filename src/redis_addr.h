@@ -16,7 +16,7 @@ struct redis_addr {
 	char *path;               /* unix socket path, or NULL */
 	char *user, *password;    /* NULL when the address has none */
 	int db;                   /* -1 when the address has none */
-	int tls;                  /* rediss:// */
+	int tls;                  /* rediss:// (the engine adds engine.redis.tls) */
 };
 
 /* 0 with *a filled (free with redis_addr_free), or -1 with the reason in

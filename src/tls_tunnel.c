@@ -13,7 +13,6 @@
  * both, after what the server sent last has reached the local side.
  */
 #include <errno.h>
-#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +78,8 @@ tls_ctx_ca(SSL_CTX *ctx, const char *opt, const char *val, struct buf *err)
 }
 
 static int
-tls_ctx_identity(SSL_CTX *ctx, const struct tls_client_conf *t, struct buf *err)
+tls_ctx_identity(SSL_CTX *ctx, const struct tls_client_conf *t, struct buf *err,
+    enum tls_conf_field *bad)
 {
 	char opt_cert[96], opt_key[96];
 	STACK_OF(X509) *certs = sk_X509_new_null();
@@ -90,6 +90,7 @@ tls_ctx_identity(SSL_CTX *ctx, const struct tls_client_conf *t, struct buf *err)
 
 	snprintf(opt_cert, sizeof(opt_cert), "option '%s.cert_pem'", t->opt);
 	snprintf(opt_key, sizeof(opt_key), "option '%s.key_pem'", t->opt);
+	*bad = TLS_F_CERT;
 	if (tls_pem_certs(opt_cert, t->cert_pem, certs, err) < 0)
 		goto out;
 	if (SSL_CTX_use_certificate(ctx, sk_X509_value(certs, 0)) != 1) {
@@ -98,6 +99,7 @@ tls_ctx_identity(SSL_CTX *ctx, const struct tls_client_conf *t, struct buf *err)
 	}
 	for (int i = 1; i < sk_X509_num(certs); i++)
 		SSL_CTX_add1_chain_cert(ctx, sk_X509_value(certs, i));
+	*bad = TLS_F_KEY;
 	if (pem_resolve(opt_key, t->key_pem, &pem, err) < 0)
 		goto out;
 	bio = BIO_new_mem_buf(pem.data, (int)pem.len);
@@ -122,10 +124,15 @@ out:
 }
 
 SSL_CTX *
-tls_client_ctx_new(const struct tls_client_conf *t, struct buf *err)
+tls_client_ctx_new(const struct tls_client_conf *t, struct buf *err, enum tls_conf_field *bad)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	enum tls_conf_field ignored;
 	char opt[96];
+
+	if (bad == NULL)
+		bad = &ignored;
+	*bad = TLS_F_OBJECT;
 
 	if (ctx == NULL) {
 		buf_printf(err, "%s: cannot create a TLS context", t->opt);
@@ -140,6 +147,7 @@ tls_client_ctx_new(const struct tls_client_conf *t, struct buf *err)
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		snprintf(opt, sizeof(opt), "option '%s.server_ca_pem'", t->opt);
+		*bad = TLS_F_CA;
 		if (t->server_ca_pem[0] != '\0') {
 			if (tls_ctx_ca(ctx, opt, t->server_ca_pem, err) < 0)
 				goto fail;
@@ -149,12 +157,13 @@ tls_client_ctx_new(const struct tls_client_conf *t, struct buf *err)
 		}
 	}
 	if ((t->cert_pem[0] != '\0') != (t->key_pem[0] != '\0')) {
+		*bad = t->cert_pem[0] ? TLS_F_CERT : TLS_F_KEY;
 		buf_printf(err, "option '%s.%s' is set without %s.%s", t->opt,
 		    t->cert_pem[0] ? "cert_pem" : "key_pem", t->opt,
 		    t->cert_pem[0] ? "key_pem" : "cert_pem");
 		goto fail;
 	}
-	if (t->cert_pem[0] != '\0' && tls_ctx_identity(ctx, t, err) < 0)
+	if (t->cert_pem[0] != '\0' && tls_ctx_identity(ctx, t, err, bad) < 0)
 		goto fail;
 	return ctx;
 fail:
@@ -371,8 +380,8 @@ tls_tunnel_flush_server(struct tls_tunnel *t)
 {
 	t->ssl_write_wants = 0;
 	while (tls_pipe_len(&t->to_server) > 0) {
-		int len = tls_pipe_len(&t->to_server) > INT_MAX ? INT_MAX :
-		    (int)tls_pipe_len(&t->to_server);
+		/* at most TUNNEL_HIGH + one read: fits an int */
+		int len = (int)tls_pipe_len(&t->to_server);
 		errno = 0;        /* an EOF sets none: no stale EAGAIN */
 		int n = SSL_write(t->ssl, t->to_server.b.data + t->to_server.off, len);
 		if (n > 0) {

@@ -26,9 +26,14 @@ struct tls_client_conf {
 	int insecure_skip_verify;
 };
 
+/* The option of a TLS object a failure is about. */
+enum tls_conf_field { TLS_F_OBJECT, TLS_F_CERT, TLS_F_KEY, TLS_F_CA };
+
 /* Builds a client context from t: certificates and keys as pem.h reads
- * them.  NULL with the reason (naming the option) appended to err. */
-SSL_CTX *tls_client_ctx_new(const struct tls_client_conf *t, struct buf *err);
+ * them.  NULL with the reason (naming the option) appended to err and, if
+ * bad is not NULL, the option in *bad. */
+SSL_CTX *tls_client_ctx_new(const struct tls_client_conf *t, struct buf *err,
+    enum tls_conf_field *bad);
 
 struct tls_tunnel;
 

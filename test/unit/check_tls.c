@@ -113,7 +113,7 @@ ctx_of(const char *cert, const char *key, const char *ca, int insecure, struct b
 		.server_ca_pem = ca, .server_name = "", .insecure_skip_verify = insecure,
 	};
 	buf_reset(err);
-	return tls_client_ctx_new(&t, err);
+	return tls_client_ctx_new(&t, err, NULL);
 }
 
 START_TEST(test_client_ctx)

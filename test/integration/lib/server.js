@@ -74,7 +74,7 @@ class Server {
   constructor(config, dir) {
     // Its own control socket unless the test names one: never the system
     // path, which an installed daemon (or another test server) may hold.
-    if (!config.ctl || config.ctl.socket === undefined) config.ctl = { ...(config.ctl || {}), socket: path.join(dir, 'ctl.sock') };
+    config.ctl = { socket: path.join(dir, 'ctl.sock'), ...config.ctl };
     this.config = config;
     this.dir = dir;
     this.port = config.http_server.port;
