@@ -1836,12 +1836,17 @@ loop_new(struct event_base *base, int listen_fd, const struct loop_params *p,
 			goto fail_lws;
 		}
 		/* Accepted sockets inherit TCP_NODELAY from the listener on
-		 * Linux: one setsockopt() here instead of one per accept. */
+		 * Linux: one setsockopt() here instead of one per accept.
+		 * TCP_DEFER_ACCEPT (1 s): the listener wakes us only once the
+		 * request is there, so the accept and the first read share
+		 * a wake-up (see loop_hconn_new); best effort. */
 		{
 			int one = 1;
 
 			l->nodelay_inherited = setsockopt(listen_fd, IPPROTO_TCP,
 			    TCP_NODELAY, &one, sizeof(one)) == 0;
+			(void)setsockopt(listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT,
+			    &one, sizeof(one));
 		}
 		l->lev = evconnlistener_new(base, loop_accept_cb, l,
 					    LEV_OPT_CLOSE_ON_EXEC, 0,
