@@ -68,6 +68,24 @@ struct broker_op {
 	char rec[];
 };
 
+/*
+ * A query that reads the registries (channels, info), held until every
+ * request ring has been read up to where it ended when the query was read.
+ * Workers do not wake the broker for each bookkeeping record (a
+ * subscriber or a connection more or less: worker_note()), so a
+ * subscription whose reply a client already has may still be unread in
+ * another worker's ring; by the time the query's own record is read, that
+ * record is below the other ring's head.
+ */
+struct held_query {
+	struct held_query *next;
+	unsigned worker;
+	unsigned span;            /* rings in heads[] */
+	uint64_t *heads;          /* each ring's ring_head() when read */
+	size_t len;
+	char rec[];
+};
+
 struct broker {
 	struct event_base *base;
 	struct event *wake_ev;
@@ -86,6 +104,7 @@ struct broker {
 	struct ring_cursor *req_cursors;
 	struct pending_reply **pending;       /* per worker, FIFO */
 	struct pending_reply **pending_tail;
+	struct held_query *held, **held_tail; /* FIFO, see struct held_query */
 	struct buf rec;                       /* scratch: a request read */
 	struct buf out;                       /* scratch: a record to write */
 	uint64_t publications;
@@ -886,6 +905,54 @@ broker_span(void)
 }
 
 static void
+broker_hold_query(unsigned w, const struct buf *rec)
+{
+	unsigned span = broker_span();
+	struct held_query *q = xmalloc(sizeof(*q) + rec->len);
+
+	q->next = NULL;
+	q->worker = w;
+	q->span = span;
+	q->heads = xcalloc(span, sizeof(*q->heads));
+	for (unsigned i = 0; i < span; i++)
+		q->heads[i] = ring_head(shm_request(heritage.shm, i));
+	q->len = rec->len;
+	memcpy(q->rec, rec->data, rec->len);
+	*broker.held_tail = q;
+	broker.held_tail = &q->next;
+}
+
+/* Answers the held queries whose rings have been read far enough, or all
+ * of them (every ring was found empty after they were read). */
+static void
+broker_answer_held(int all)
+{
+	struct held_query **pp = &broker.held, *q;
+
+	while ((q = *pp) != NULL) {
+		unsigned i = 0;
+		struct msg m;
+
+		while (!all && i < q->span && broker.req_cursors[i].seq >= q->heads[i])
+			i++;
+		if (!all && i < q->span) {
+			pp = &q->next;
+			continue;
+		}
+		*pp = q->next;
+		if (msg_decode(q->rec, q->len, &m) == 0) {
+			if (m.type == MSG_CHANNELS)
+				broker_channels(q->worker, &m);
+			else
+				broker_stats(q->worker, &m);
+		}
+		free(q->heads);
+		free(q);
+	}
+	broker.held_tail = pp;
+}
+
+static void
 broker_handle(unsigned w, const struct buf *rec)
 {
 	struct msg m;
@@ -922,10 +989,8 @@ broker_handle(unsigned w, const struct buf *rec)
 		broker_control(&m);
 		break;
 	case MSG_CHANNELS:
-		broker_channels(w, &m);
-		break;
 	case MSG_STATS:
-		broker_stats(w, &m);
+		broker_hold_query(w, rec);
 		break;
 	case MSG_HISTORY_REMOVE:
 		broker_history_remove(w, &m);
@@ -943,6 +1008,11 @@ broker_handle(unsigned w, const struct buf *rec)
 static void
 broker_drain(void)
 {
+	static int draining;
+
+	if (draining)
+		return;
+	draining = 1;
 	for (;;) {
 		/* A reload may have started workers: the supervisor then writes
 		 * our eventfd, and this re-reads the count. */
@@ -962,15 +1032,28 @@ broker_drain(void)
 			if (rc == RING_OVERRUN)
 				log_error("request ring of worker %u overrun", w);
 		}
+		broker_answer_held(0);
 		if (again)
 			continue;
 		for (unsigned w = 0; w < span; w++)
 			again |= ring_reader_sleep(shm_request(heritage.shm, w), 0);
 		/* Workers added meanwhile: read their rings before sleeping. */
 		again |= broker_span() != span;
-		if (!again)
-			return;
+		if (!again) {
+			/* Every ring is read to its end (a ring formatted
+			 * anew for a respawned worker never reaches an old
+			 * head). */
+			broker_answer_held(1);
+			break;
+		}
 	}
+	draining = 0;
+}
+
+void
+broker_catch_up(void)
+{
+	broker_drain();
 }
 
 static void
@@ -1025,6 +1108,7 @@ broker_main(void)
 	broker.worker_pids = xcalloc(heritage.max_workers, sizeof(*broker.worker_pids));
 	buf_init(&broker.rec);
 	buf_init(&broker.out);
+	broker.held_tail = &broker.held;
 	broker.req_cursors = xcalloc(heritage.max_workers, sizeof(*broker.req_cursors));
 	broker.pending = xcalloc(heritage.max_workers, sizeof(*broker.pending));
 	broker.pending_tail = xcalloc(heritage.max_workers, sizeof(*broker.pending_tail));
@@ -1091,6 +1175,12 @@ broker_main(void)
 	}
 	free(broker.pending);
 	free(broker.pending_tail);
+	while (broker.held) {
+		struct held_query *q = broker.held;
+		broker.held = q->next;
+		free(q->heads);
+		free(q);
+	}
 	free(broker.req_cursors);
 	buf_free(&broker.rec);
 	buf_free(&broker.out);

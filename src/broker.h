@@ -45,6 +45,11 @@ uint32_t broker_local_presence(const struct msg_str *channel, struct msg_str **i
 void broker_each_presence(void (*fn)(const struct msg_str *channel,
     const struct engine_presence *p));
 
+/* Reads what the workers wrote to their request rings without waking the
+ * broker (worker_note()), so that the registries below are current.  Does
+ * nothing when called while the rings are being read. */
+void broker_catch_up(void);
+
 /* Calls add(into, channel, len, subscribers) for every channel with local
  * subscribers. */
 void broker_channels_collect(struct htab *into, void (*add)(struct htab *t, const char *ch,

@@ -372,7 +372,9 @@ client_multinode(void)
 	    (g.cfg->broker_enabled && strcmp(g.cfg->broker_type, "nats") == 0);
 }
 
-/* Keeps the broker's count of the channel's subscribers (channels, info). */
+/* Keeps the broker's count of the channel's subscribers (channels, info).
+ * With several nodes the count also decides whether the engine receives
+ * the channel: the broker must have it at once. */
 static void
 client_interest(const char *ch, size_t len, int delta)
 {
@@ -382,7 +384,10 @@ client_interest(const char *ch, size_t len, int delta)
 	m.type = MSG_INTEREST;
 	m.channel = (struct msg_str){ ch, (uint32_t)len };
 	m.limit = delta;
-	worker_send(&m);
+	if (client_multinode())
+		worker_send(&m);
+	else
+		worker_note(&m);
 	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->subscriptions,
 	    (uint64_t)(int64_t)delta);
 }
@@ -398,7 +403,7 @@ client_conn_count(struct client *c, int delta)
 	m.has_info = 1;
 	m.user = (struct msg_str){ c->user, (uint32_t)strlen(c->user) };
 	m.limit = delta;
-	worker_send(&m);
+	worker_note(&m);
 	atomic_fetch_add(&shm_slot(heritage.shm, heritage.worker_id)->connections,
 	    (uint64_t)(int64_t)delta);
 }

@@ -171,6 +171,7 @@ cluster_answer_survey(const char *asker, size_t asker_len, const char *id, size_
 
 	if (cl.send == NULL || id_len == 0 || id_len > 20)
 		return;
+	broker_catch_up();
 	htab_init(&counts);
 	broker_channels_collect(&counts, cluster_count);
 	buf_puts(&frame, node_uid(NULL));

@@ -160,7 +160,7 @@ ring_data_size(const struct ring_shm *r)
  * barrier pairs with the one in ring_reader_sleep(): either the reader sees
  * the new head, or we see its flag.
  */
-static void
+void
 ring_wake(struct ring_shm *r)
 {
 	static const uint64_t one = 1;
@@ -253,8 +253,9 @@ ring_reserve(struct ring_shm *r, size_t len)
 	return ring_rec_at(r, r->resv_pos) + 1;
 }
 
-int
-ring_commit(struct ring_shm *r, size_t used)
+/* Publishes the reservation; the readers are not woken. */
+static int
+ring_publish(struct ring_shm *r, size_t used)
 {
 	struct ring_rec_shm *rec;
 	uint64_t seq, gen;
@@ -277,12 +278,20 @@ ring_commit(struct ring_shm *r, size_t used)
 	/* Publish: header and payload before head. */
 	VMB_STORE_REL(&r->head, r->resv_pos + ring_rec_size(used));
 	VMB_STORE_REL(&r->gen, gen + 2);
+	return 0;
+}
+
+int
+ring_commit(struct ring_shm *r, size_t used)
+{
+	if (ring_publish(r, used) != 0)
+		return -1;
 	ring_wake(r);
 	return 0;
 }
 
 int
-ring_write(struct ring_shm *r, const void *rec, size_t len)
+ring_write_quiet(struct ring_shm *r, const void *rec, size_t len)
 {
 	void *p = ring_reserve(r, len);
 
@@ -290,7 +299,16 @@ ring_write(struct ring_shm *r, const void *rec, size_t len)
 		return -1;
 	if (len != 0)
 		memcpy(p, rec, len);
-	return ring_commit(r, len);
+	return ring_publish(r, len);
+}
+
+int
+ring_write(struct ring_shm *r, const void *rec, size_t len)
+{
+	if (ring_write_quiet(r, rec, len) != 0)
+		return -1;
+	ring_wake(r);
+	return 0;
 }
 
 /* Reader: makes the cursor's position visible (SPSC: frees the room). */

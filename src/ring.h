@@ -161,6 +161,17 @@ size_t ring_max_record(const struct ring_shm *r);
 int ring_write(struct ring_shm *r, const void *rec, size_t len);
 
 /*
+ * Writer: ring_write() without the wake-up.  A reader asleep on its eventfd
+ * sees the record only once something wakes it: a later ring_write() or
+ * ring_commit(), or ring_wake().  For records no reader waits for.
+ */
+int ring_write_quiet(struct ring_shm *r, const void *rec, size_t len);
+
+/* Writer: wakes every reader that announced it was going to sleep (one
+ * eventfd write each; nothing when all are awake). */
+void ring_wake(struct ring_shm *r);
+
+/*
  * Two-step write: ring_reserve() returns room for len payload bytes inside
  * the ring (the caller fills it), ring_commit(r, used) publishes used <= len
  * of them and wakes readers.  A reservation not committed is simply dropped

@@ -37,6 +37,10 @@
 /* How long a request waits for the broker before it is answered with an
  * internal error (the broker may have been restarted meanwhile). */
 #define WORKER_REQUEST_TIMEOUT_MS 5000
+/* Bookkeeping records (worker_note()) wake the broker once per this many,
+ * or this long after the first one, whichever comes first. */
+#define WORKER_NOTE_BATCH 64
+#define WORKER_NOTE_DELAY_US 10000
 /* How long a graceful stop waits for clients to take their close frames. */
 #define WORKER_DRAIN_MS 3000
 
@@ -60,7 +64,8 @@ struct worker {
 	struct loop *internal;        /* http_server.internal_port, or NULL */
 	struct hub *hub;
 	struct wheel wheel;
-	struct event *wake_ev, *retry_ev, *drain_ev, *deadline_ev, *sig_ev[2];
+	struct event *wake_ev, *retry_ev, *note_ev, *drain_ev, *deadline_ev, *sig_ev[2];
+	unsigned notes;               /* written since the broker was last woken */
 	struct ring_cursor fanout_cursor, reply_cursor;
 	struct htab pending;          /* req id (8 bytes) -> struct pending */
 	uint64_t next_id;
@@ -165,6 +170,31 @@ worker_send(const struct msg *m)
 	buf_reset(&worker.out);
 	msg_encode(m, &worker.out);
 	worker_send_record(&worker.out);
+}
+
+static void
+worker_note_cb(evutil_socket_t fd, short what, void *arg)
+{
+	worker.notes = 0;
+	ring_wake(shm_request(heritage.shm, heritage.worker_id));
+}
+
+void
+worker_note(const struct msg *m)
+{
+	struct ring_shm *r = shm_request(heritage.shm, heritage.worker_id);
+	struct timeval tv = { 0, WORKER_NOTE_DELAY_US };
+
+	buf_reset(&worker.out);
+	msg_encode(m, &worker.out);
+	if (worker.queue != NULL || ring_write_quiet(r, worker.out.data, worker.out.len) != 0) {
+		worker_send_record(&worker.out);   /* queued, or an error */
+		return;
+	}
+	if (++worker.notes == WORKER_NOTE_BATCH)
+		worker_note_cb(-1, 0, NULL);
+	else if (!evtimer_pending(worker.note_ev, NULL))
+		evtimer_add(worker.note_ev, &tv);
 }
 
 /* Hands a decoded answer to the request waiting for it. */
@@ -451,7 +481,9 @@ worker_main(void)
 	worker.wake_ev = event_new(worker.base, shm_worker_eventfd(heritage.shm, heritage.worker_id),
 	    EV_READ | EV_PERSIST, worker_wake_cb, NULL);
 	worker.retry_ev = evtimer_new(worker.base, worker_retry_cb, NULL);
-	if (!worker.wake_ev || !worker.retry_ev || event_add(worker.wake_ev, NULL))
+	worker.note_ev = evtimer_new(worker.base, worker_note_cb, NULL);
+	if (!worker.wake_ev || !worker.retry_ev || !worker.note_ev ||
+	    event_add(worker.wake_ev, NULL))
 		log_fatal("worker event setup failed");
 	for (int i = 0; i < 2; i++) {
 		worker.sig_ev[i] = evsignal_new(worker.base, sigs[i], worker_signal_cb, NULL);

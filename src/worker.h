@@ -33,6 +33,15 @@ void worker_request(struct msg *req, worker_reply_fn fn, void *arg);
 /* Sends a record that needs no answer (presence changes, leave). */
 void worker_send(const struct msg *m);
 
+/*
+ * Sends a bookkeeping record (a subscriber or a connection more or less)
+ * without waking the broker for it: the broker reads it with the next
+ * record that wakes it, at the latest some milliseconds later.  Its
+ * queries that read those counts (channels, info) first read every ring
+ * up to where it ended, so nothing a client was already told is missing.
+ */
+void worker_note(const struct msg *m);
+
 struct wheel *worker_wheel(void);
 struct hub *worker_hub(void);
 struct loop *worker_loop(void);

@@ -631,6 +631,26 @@ describe('server API: every method', () => {
     assert.deepEqual(k.result.channels[c1], { num_clients: 2 });
   });
 
+  // The workers do not wake the broker for every subscriber or connection
+  // more or less; these queries must still see all that a client was told.
+  h.test('channels and info see a subscription as soon as its reply is in (no polling)', async (t, srv) => {
+    const u = uniqUser();
+    const [a, b] = await twoWorkers(u);
+    const base = uniq('chat');
+    const infoSum = async (k) => ok200(await srv.api('info', {}), 'info').result.nodes.reduce((s, n) => s + n[k], 0);
+    const subs0 = await infoSum('num_subs');
+    for (let i = 0; i < 10; i++) {
+      const c = `${base}-${i}`;
+      await (i % 2 ? b : a).subscribe(c);
+      const r = ok200(await srv.api('channels', { pattern: c }), 'channels');
+      assert.deepEqual(r, { result: { channels: { [c]: { num_clients: 1 } } } }, `channel ${i} listed at once`);
+      assert.equal(await infoSum('num_subs'), subs0 + i + 1, `info counts subscription ${i} at once`);
+    }
+    for (let i = 0; i < 10; i++) await (i % 2 ? b : a).command({ unsubscribe: { channel: `${base}-${i}` } });
+    const r = ok200(await srv.api('channels', { pattern: `${base}-*` }), 'channels');
+    assert.deepEqual(r, { result: { channels: {} } }, 'unsubscribed channels gone at once');
+  });
+
   h.test('channels with a malformed glob: error 100', async (t, srv) => {
     const j = ok200(await srv.api('channels', { pattern: '[' }), 'channels');
     assert.deepEqual(j, err(100));

@@ -489,6 +489,50 @@ START_TEST(test_sleep_wake)
 }
 END_TEST
 
+START_TEST(test_quiet_write)
+{
+	int efd = make_eventfd();
+	struct ring_shm *r = ring_new(4096, 1, RING_SPSC, &efd);
+	struct ring_cursor c;
+	struct buf b = BUF_INIT;
+	unsigned char rec[100] = { 0 };
+	int n = 0;
+
+	ck_assert_int_eq(ring_cursor_init(r, 0, &c), 0);
+	ck_assert_int_eq(ring_reader_sleep(r, 0), 0);
+	/* A quiet record leaves the sleeper asleep... */
+	ck_assert_int_eq(ring_write_quiet(r, "q", 1), 0);
+	ck_assert_uint_eq(eventfd_take(efd), 0);
+	ck_assert_uint_eq(VMB_LOAD(&r->readers[0].sleeping), 1);
+	ck_assert_uint_eq(ring_head(r), 1);
+	/* ... until ring_wake() or an ordinary write, once. */
+	ring_wake(r);
+	ring_wake(r);
+	ck_assert_uint_eq(eventfd_take(efd), 1);
+	ck_assert_uint_eq(VMB_LOAD(&r->readers[0].sleeping), 0);
+	ck_assert_int_eq(ring_reader_sleep(r, 0), 1);   /* it has data */
+	ck_assert_int_eq(ring_read(r, &c, &b), RING_OK);
+	ck_assert_mem_eq(b.data, "q", 1);
+	ck_assert_int_eq(ring_reader_sleep(r, 0), 0);
+	ck_assert_int_eq(ring_write_quiet(r, "r", 1), 0);
+	ck_assert_int_eq(ring_write(r, "s", 1), 0);
+	ck_assert_uint_eq(eventfd_take(efd), 1);
+	ck_assert_int_eq(ring_read(r, &c, &b), RING_OK);
+	ck_assert_mem_eq(b.data, "r", 1);
+	ck_assert_int_eq(ring_read(r, &c, &b), RING_OK);
+	ck_assert_mem_eq(b.data, "s", 1);
+	ck_assert_uint_eq(c.seq, ring_head(r));
+	/* A full ring refuses a quiet record as it refuses any. */
+	while (ring_write_quiet(r, rec, sizeof(rec)) == 0)
+		n++;
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_ge(n, 30);        /* about 4096 / 128 */
+	ring_free(r);
+	close(efd);
+	buf_free(&b);
+}
+END_TEST
+
 /* A reader that stops for more than a ring's worth. */
 START_TEST(test_overrun)
 {
@@ -1161,6 +1205,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_too_big);
 	tcase_add_test(tc, test_spsc_full);
 	tcase_add_test(tc, test_sleep_wake);
+	tcase_add_test(tc, test_quiet_write);
 	tcase_add_test(tc, test_overrun);
 	tcase_add_test(tc, test_cursor_starts_at_head);
 	tcase_add_test(tc, test_bad_args);
