@@ -172,10 +172,12 @@ worker_send(const struct msg *m)
 	worker_send_record(&worker.out);
 }
 
+/* Wakes the broker for the bookkeeping records written so far. */
 static void
 worker_note_cb(evutil_socket_t fd, short what, void *arg)
 {
 	worker.notes = 0;
+	evtimer_del(worker.note_ev);
 	ring_wake(shm_request(heritage.shm, heritage.worker_id));
 }
 
