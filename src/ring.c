@@ -400,7 +400,11 @@ ring_corrupt(struct ring_shm *r, struct ring_cursor *c, const char *why)
 
 /*
  * BROADCAST reader, lapped: moves the cursor to the tail and learns the seq
- * there (seqlock read of the tail record's header).
+ * there (seqlock read of the tail record's header).  Returns RING_OVERRUN,
+ * or RING_OK when the tail holds the very record the cursor expected: only
+ * padding was overwritten (the cursor sat on the padding at the end of the
+ * data area and the writer reused just that room), nothing is lost and the
+ * reader reads on.
  */
 static int
 ring_lapped(struct ring_shm *r, struct ring_cursor *c)
@@ -419,6 +423,8 @@ ring_lapped(struct ring_shm *r, struct ring_cursor *c)
 		c->pos = t;
 		c->seq = s;
 		c->seq_known = 1;
+		if (known && s == old)
+			return RING_OK;
 		return ring_overrun(r, c, known && s > old ? s - old : 0);
 	}
 	/* The writer keeps lapping us; settle for an unknown seq. */
@@ -463,7 +469,7 @@ ring_read(struct ring_shm *r, struct ring_cursor *c, struct buf *out)
 		if (pos > h)
 			return ring_corrupt(r, c, "cursor beyond the head");
 		if (r->mode == RING_BROADCAST && pos < VMB_LOAD(&r->tail))
-			return ring_lapped(r, c);
+			goto lapped;
 		if (h - pos > size)
 			return ring_corrupt(r, c, "cursor more than a ring behind");
 		if ((off & (RING_ALIGN - 1)) != 0)
@@ -476,7 +482,7 @@ ring_read(struct ring_shm *r, struct ring_cursor *c, struct buf *out)
 
 		if (flags & RING_REC_PAD) {
 			if (ring_torn(r, pos))
-				return ring_lapped(r, c);
+				goto lapped;
 			if (len != size - off)
 				return ring_corrupt(r, c, "bad padding record");
 			if (c->seq_known && seq != c->seq)
@@ -486,7 +492,7 @@ ring_read(struct ring_shm *r, struct ring_cursor *c, struct buf *out)
 		}
 		if (len > r->max_record || off + ring_rec_size(len) > size) {
 			if (ring_torn(r, pos))
-				return ring_lapped(r, c);
+				goto lapped;
 			return ring_corrupt(r, c, "bad record length");
 		}
 
@@ -495,7 +501,7 @@ ring_read(struct ring_shm *r, struct ring_cursor *c, struct buf *out)
 		if (len != 0)
 			memcpy(out->data, rec + 1, len);
 		if (ring_torn(r, pos))
-			return ring_lapped(r, c);
+			goto lapped;
 		if (c->seq_known && seq != c->seq)
 			return ring_corrupt(r, c, "sequence gap");
 		out->len = len;
@@ -504,6 +510,9 @@ ring_read(struct ring_shm *r, struct ring_cursor *c, struct buf *out)
 		c->seq_known = 1;
 		ring_publish_cursor(r, c);
 		return RING_OK;
+lapped:
+		if (ring_lapped(r, c) == RING_OVERRUN)
+			return RING_OVERRUN;
 	}
 }
 

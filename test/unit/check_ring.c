@@ -489,6 +489,47 @@ START_TEST(test_sleep_wake)
 }
 END_TEST
 
+/* A reader whose cursor sits on the padding at the end of the data area,
+ * when the writer reuses exactly that room: lapped, but nothing lost. */
+START_TEST(test_lapped_on_padding)
+{
+	struct ring_shm *r = ring_new(4096, 1, RING_BROADCAST, NULL);
+	struct ring_cursor c;
+	struct buf b = BUF_INIT;
+	unsigned char rec[112];
+	uint64_t i;
+
+	ck_assert_int_eq(ring_cursor_init(r, 0, &c), 0);
+	/* 63 records of 64 bytes (48 + header), all read: the cursor is at
+	 * 4032, where the next record does not fit. */
+	for (i = 0; i < 63; i++) {
+		memset(rec, (int)i, sizeof(rec));
+		ck_assert_int_eq(ring_write(r, rec, 48), 0);
+		ck_assert_int_eq(ring_read(r, &c, &b), RING_OK);
+	}
+	/* 64 bytes of padding, then record 63 at the start of the next lap;
+	 * 62 more records of 64 bytes end exactly one ring after the padding
+	 * began, so the tail moves just past it, onto record 63. */
+	memset(rec, 63, sizeof(rec));
+	ck_assert_int_eq(ring_write(r, rec, 112), 0);
+	for (i = 64; i < 126; i++) {
+		memset(rec, (int)i, sizeof(rec));
+		ck_assert_int_eq(ring_write(r, rec, 48), 0);
+	}
+	ck_assert_uint_eq(VMB_LOAD(&r->tail), 4096);
+	for (i = 63; i < 126; i++) {
+		ck_assert_int_eq(ring_read(r, &c, &b), RING_OK);
+		ck_assert_uint_eq(b.len, i == 63 ? 112 : 48);
+		ck_assert_uint_eq((unsigned char)b.data[0], (unsigned char)i);
+	}
+	ck_assert_int_eq(ring_read(r, &c, &b), RING_EMPTY);
+	ck_assert_uint_eq(c.overruns, 0);
+	ck_assert_uint_eq(c.lost, 0);
+	buf_free(&b);
+	ring_free(r);
+}
+END_TEST
+
 START_TEST(test_quiet_write)
 {
 	int efd = make_eventfd();
@@ -1206,6 +1247,7 @@ ring_suite(void)
 	tcase_add_test(tc, test_spsc_full);
 	tcase_add_test(tc, test_sleep_wake);
 	tcase_add_test(tc, test_quiet_write);
+	tcase_add_test(tc, test_lapped_on_padding);
 	tcase_add_test(tc, test_overrun);
 	tcase_add_test(tc, test_cursor_starts_at_head);
 	tcase_add_test(tc, test_bad_args);
