@@ -922,6 +922,16 @@ broker_hold_query(unsigned w, const struct buf *rec)
 	broker.held_tail = &q->next;
 }
 
+/* Whether every ring has been read up to where it ended when q was read. */
+static int
+broker_held_ready(const struct held_query *q)
+{
+	for (unsigned i = 0; i < q->span; i++)
+		if (broker.req_cursors[i].seq < q->heads[i])
+			return 0;
+	return 1;
+}
+
 /* Answers the held queries whose rings have been read far enough, or all
  * of them (every ring was found empty after they were read). */
 static void
@@ -930,12 +940,9 @@ broker_answer_held(int all)
 	struct held_query **pp = &broker.held, *q;
 
 	while ((q = *pp) != NULL) {
-		unsigned i = 0;
 		struct msg m;
 
-		while (!all && i < q->span && broker.req_cursors[i].seq >= q->heads[i])
-			i++;
-		if (!all && i < q->span) {
+		if (!all && !broker_held_ready(q)) {
 			pp = &q->next;
 			continue;
 		}

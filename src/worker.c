@@ -112,17 +112,24 @@ worker_retry_cb(evutil_socket_t fd, short what, void *arg)
 	worker_flush_queue();
 }
 
-static void
-worker_send_record(const struct buf *rec)
+/*
+ * Writes rec to the request ring, waking the broker unless quiet, or queues
+ * it behind earlier ones (the queue is flushed with wake-ups).  Returns 1
+ * when it went into the ring without waking the broker.
+ */
+static int
+worker_send_record(const struct buf *rec, int quiet)
 {
+	struct ring_shm *r = shm_request(heritage.shm, heritage.worker_id);
 	struct queued *q;
 
-	if (worker.queue == NULL &&
-	    ring_write(shm_request(heritage.shm, heritage.worker_id), rec->data, rec->len) == 0)
-		return;
-	if (worker.queue == NULL && errno != EAGAIN) {
-		log_error("request record of %zu bytes refused: %s", rec->len, strerror(errno));
-		return;
+	if (worker.queue == NULL) {
+		if ((quiet ? ring_write_quiet : ring_write)(r, rec->data, rec->len) == 0)
+			return quiet;
+		if (errno != EAGAIN) {
+			log_error("request record of %zu bytes refused: %s", rec->len, strerror(errno));
+			return 0;
+		}
 	}
 	q = xmalloc(sizeof(*q) + rec->len);
 	q->next = NULL;
@@ -134,6 +141,7 @@ worker_send_record(const struct buf *rec)
 		worker.queue = q;
 	worker.queue_tail = q;
 	worker_arm_retry();
+	return 0;
 }
 
 static void
@@ -161,7 +169,7 @@ worker_request(struct msg *req, worker_reply_fn fn, void *arg)
 	req->req_id = p->id;
 	buf_reset(&worker.out);
 	msg_encode(req, &worker.out);
-	worker_send_record(&worker.out);
+	worker_send_record(&worker.out, 0);
 }
 
 void
@@ -169,7 +177,7 @@ worker_send(const struct msg *m)
 {
 	buf_reset(&worker.out);
 	msg_encode(m, &worker.out);
-	worker_send_record(&worker.out);
+	worker_send_record(&worker.out, 0);
 }
 
 /* Wakes the broker for the bookkeeping records written so far. */
@@ -184,15 +192,12 @@ worker_note_cb(evutil_socket_t fd, short what, void *arg)
 void
 worker_note(const struct msg *m)
 {
-	struct ring_shm *r = shm_request(heritage.shm, heritage.worker_id);
 	struct timeval tv = { 0, WORKER_NOTE_DELAY_US };
 
 	buf_reset(&worker.out);
 	msg_encode(m, &worker.out);
-	if (worker.queue != NULL || ring_write_quiet(r, worker.out.data, worker.out.len) != 0) {
-		worker_send_record(&worker.out);   /* queued, or an error */
-		return;
-	}
+	if (!worker_send_record(&worker.out, 1))
+		return;         /* queued (woken when flushed), or refused */
 	if (++worker.notes == WORKER_NOTE_BATCH)
 		worker_note_cb(-1, 0, NULL);
 	else if (!evtimer_pending(worker.note_ev, NULL))
@@ -499,7 +504,7 @@ worker_main(void)
 	hello.generation = heritage.generation;
 	buf_reset(&worker.out);
 	msg_encode(&hello, &worker.out);
-	worker_send_record(&worker.out);
+	worker_send_record(&worker.out, 0);
 
 	metrics_started(heritage.worker_id);
 	worker_drain();
