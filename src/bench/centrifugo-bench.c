@@ -5,8 +5,8 @@
  * Runs as its own single-threaded process on one epoll loop; it is not part
  * of the daemon.  It opens N WebSocket connections at a set rate (hand-written
  * client framing: masking, fragments, large frames, ping/pong, close),
- * connects and subscribes them round-robin to C channels (JSON client
- * protocol, anonymous or with an HS256 token), publishes P messages/s for T
+ * connects and subscribes them round-robin to C channels (JSON or Protobuf
+ * client protocol, anonymous or with an HS256 token), publishes P messages/s for T
  * seconds through the HTTP API over a few keep-alive connections, and
  * measures what arrives: delivered, lost, reordered, latency histogram.
  * Given the server's top pid it samples /proc for the resident memory and
@@ -79,6 +79,7 @@ struct bench_opts {
 	double drain;
 	int idle;
 	int nchan;
+	int protobuf;           /* --format protobuf: binary frames, varint-delimited */
 	int quiet;
 	int pipeline_strict;
 };
@@ -818,6 +819,8 @@ ws_send_upgrade(struct wsconn *c)
 	buf_puts(o, ws_ep.path);
 	if (opt.nchan)
 		chan_name(o, c->chan);
+	else if (opt.protobuf)
+		buf_puts(o, strchr(ws_ep.path, '?') ? "&format=protobuf" : "?format=protobuf");
 	buf_puts(o, " HTTP/1.1\r\nHost: ");
 	buf_puts(o, ws_ep.host);
 	buf_puts(o, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -827,11 +830,248 @@ ws_send_upgrade(struct wsconn *c)
 	c->state = WS_UPGRADING;
 }
 
+/* ---------------------------------------------- protobuf client protocol */
+
+static void
+pb_varint(struct buf *b, uint64_t v)
+{
+	while (v >= 0x80) {
+		buf_putc(b, (char)(v | 0x80));
+		v >>= 7;
+	}
+	buf_putc(b, (char)v);
+}
+
+/* Appends field `num` of wire type LEN holding p[0..n). */
+static void
+pb_bytes(struct buf *b, unsigned num, const void *p, size_t n)
+{
+	pb_varint(b, (uint64_t)num << 3 | 2);
+	pb_varint(b, n);
+	buf_append(b, p, n);
+}
+
+/* Reads a varint at *off in p[0..n); 0 on success, -1 if malformed. */
+static int
+pb_read_varint(const unsigned char *p, size_t n, size_t *off, uint64_t *v)
+{
+	unsigned shift = 0;
+
+	*v = 0;
+	while (*off < n && shift < 64) {
+		unsigned char b = p[(*off)++];
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+		shift += 7;
+	}
+	return -1;
+}
+
+/*
+ * Next field of a message: its number, and for LEN fields where its bytes
+ * are (*val = 0 then), for varints its value.  Returns 1 for a field, 0 at
+ * the end, -1 if malformed.  Fixed-width fields are skipped over.
+ */
+static int
+pb_next(const unsigned char *p, size_t n, size_t *off, unsigned *num,
+    const unsigned char **data, size_t *len, uint64_t *val)
+{
+	uint64_t key, v;
+
+	for (;;) {
+		if (*off == n)
+			return 0;
+		if (pb_read_varint(p, n, off, &key) < 0)
+			return -1;
+		*num = (unsigned)(key >> 3);
+		*data = NULL;
+		*len = 0;
+		switch (key & 7) {
+		case 0:
+			if (pb_read_varint(p, n, off, val) < 0)
+				return -1;
+			return 1;
+		case 2:
+			if (pb_read_varint(p, n, off, &v) < 0 || v > n - *off)
+				return -1;
+			*data = p + *off;
+			*len = (size_t)v;
+			*off += (size_t)v;
+			*val = 0;
+			return 1;
+		case 1:
+			if (n - *off < 8)
+				return -1;
+			*off += 8;
+			break;
+		case 5:
+			if (n - *off < 4)
+				return -1;
+			*off += 4;
+			break;
+		default:
+			return -1;
+		}
+	}
+}
+
+/* The LEN field `want` of message p[0..n), or NULL. */
+static const unsigned char *
+pb_field(const unsigned char *p, size_t n, unsigned want, size_t *len)
+{
+	const unsigned char *d;
+	size_t off = 0, l;
+	unsigned num;
+	uint64_t v;
+
+	while (pb_next(p, n, &off, &num, &d, &l, &v) == 1)
+		if (num == want && d != NULL) {
+			*len = l;
+			return d;
+		}
+	return NULL;
+}
+
+/* Command{id:1, connect:{token}} and Command{id:2, subscribe:{channel}}. */
+static void
+pb_connect_subscribe(struct wsconn *c, struct buf *f)
+{
+	struct buf cmd = BUF_INIT, req = BUF_INIT, tok = BUF_INIT;
+
+	if (opt.token_secret != NULL) {
+		token_build(&tok, c - conns);
+		pb_bytes(&req, 1, tok.data, tok.len);           /* ConnectRequest.token */
+	}
+	pb_varint(&cmd, 1 << 3);                                /* Command.id = 1 */
+	pb_varint(&cmd, 1);
+	pb_bytes(&cmd, 4, req.data, req.len);                   /* Command.connect */
+	pb_varint(f, cmd.len);
+	buf_append(f, cmd.data, cmd.len);
+	buf_reset(&cmd);
+	buf_reset(&req);
+	buf_reset(&tok);
+	chan_name(&tok, c->chan);
+	pb_bytes(&req, 1, tok.data, tok.len);                   /* SubscribeRequest.channel */
+	pb_varint(&cmd, 1 << 3);                                /* Command.id = 2 */
+	pb_varint(&cmd, 2);
+	pb_bytes(&cmd, 5, req.data, req.len);                   /* Command.subscribe */
+	pb_varint(f, cmd.len);
+	buf_append(f, cmd.data, cmd.len);
+	buf_free(&cmd);
+	buf_free(&req);
+	buf_free(&tok);
+}
+
+static void ws_on_publication(struct wsconn *c, const char *p, size_t n, uint64_t now);
+
+/* One Reply of the Protobuf protocol (an empty one is a ping). */
+static void
+pb_on_reply(struct wsconn *c, const unsigned char *p, size_t n, uint64_t now)
+{
+	const unsigned char *d, *push = NULL, *err = NULL, *conn = NULL;
+	size_t off = 0, l, pushlen = 0, connlen = 0, errlen = 0;
+	int subscribed = 0, r;
+	uint64_t v, id = 0;
+	unsigned num;
+
+	if (n == 0) {
+		st.pings++;
+		if (c->pong) {
+			static const char empty_command = 0;    /* its length, 0 */
+
+			ws_frame(c, 2, &empty_command, 1);
+			st.pongs++;
+		}
+		return;
+	}
+	while ((r = pb_next(p, n, &off, &num, &d, &l, &v)) == 1) {
+		if (num == 1 && d == NULL)
+			id = v;
+		else if (num == 2 && d != NULL)
+			err = d, errlen = l;
+		else if (num == 4 && d != NULL)
+			push = d, pushlen = l;
+		else if (num == 5 && d != NULL)
+			conn = d, connlen = l;
+		else if (num == 6 && d != NULL)
+			subscribed = 1;
+	}
+	if (r < 0) {
+		st.bad_msg++;
+		return;
+	}
+	if (err != NULL) {
+		const unsigned char *msg;
+		uint64_t code = 0;
+		char why[200];
+
+		off = 0;
+		while (pb_next(err, errlen, &off, &num, &d, &l, &v) == 1 && code == 0)
+			if (num == 1 && d == NULL)
+				code = v;
+		l = 0;
+		msg = pb_field(err, errlen, 2, &l);
+		snprintf(why, sizeof why, "reply %" PRIu64 " error %" PRIu64 " %.*s", id, code,
+		    (int)(l > 120 ? 120 : l), msg ? (const char *)msg : "");
+		ws_fail(c, why);
+		return;
+	}
+	if (push != NULL) {
+		const unsigned char *pub = pb_field(push, pushlen, 4, &l);
+
+		if (pub != NULL && (d = pb_field(pub, l, 4, &l)) != NULL)
+			ws_on_publication(c, (const char *)d, l, now);
+		else if (pb_field(push, pushlen, 11, &l) != NULL)
+			st.disconnect_pushes++;
+		else if (pub != NULL)
+			st.bad_msg++;
+		return;
+	}
+	if (id == 1 && conn != NULL) {
+		size_t o = 0;
+
+		while (pb_next(conn, connlen, &o, &num, &d, &l, &v) == 1)
+			if (num == 8 && d == NULL)
+				c->pong = v != 0;           /* ConnectResult.pong */
+	} else if (id == 2 && subscribed && c->state == WS_SUBSCRIBING) {
+		ws_became_ready(c);
+	}
+}
+
+/* A binary message: varint-delimited Replies. */
+static void
+pb_on_message(struct wsconn *c, const char *p, size_t n, uint64_t now)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t off = 0;
+	uint64_t len;
+
+	while (off < n) {
+		if (pb_read_varint(u, n, &off, &len) < 0 || len > n - off) {
+			ws_fail(c, "malformed Protobuf reply stream");
+			return;
+		}
+		pb_on_reply(c, u + off, (size_t)len, now);
+		if (c->fd < 0)
+			return;
+		off += (size_t)len;
+	}
+}
+
 static void
 ws_send_subscribe(struct wsconn *c)
 {
 	struct buf f = BUF_INIT;
 
+	if (opt.protobuf) {
+		pb_connect_subscribe(c, &f);
+		ws_frame(c, 2, f.data, f.len);
+		buf_free(&f);
+		c->state = WS_SUBSCRIBING;
+		return;
+	}
 	buf_puts(&f, "{\"connect\":{");
 	if (opt.token_secret != NULL) {
 		buf_puts(&f, "\"token\":\"");
@@ -952,6 +1192,10 @@ ws_on_message(struct wsconn *c, const char *p, size_t n, uint64_t now)
 
 	if (opt.nchan) {
 		ws_on_publication(c, p, n, now);
+		return;
+	}
+	if (opt.protobuf) {
+		pb_on_message(c, p, n, now);
 		return;
 	}
 	for (i = 0; i <= n; i++) {
@@ -1684,6 +1928,7 @@ usage(FILE *f)
 "  --idle                no publications: measure idle CPU and memory\n"
 "  --slow-readers K      the last K connections stop reading once subscribed\n"
 "  --slow-rcvbuf B       SO_RCVBUF of slow readers (default 4096)\n"
+"  --format F            client protocol format: json (default) or protobuf\n"
 "  --nchan               speak nchan (nginx) instead of the centrifugo protocol\n"
 "  --pub-conns N         HTTP keep-alive publisher connections (default 4)\n"
 "  --pipeline D          requests in flight per publisher connection (default 1)\n"
@@ -1713,7 +1958,7 @@ static void
 parse_args(int argc, char **argv)
 {
 	enum { O_URL = 256, O_API, O_KEY, O_RATE, O_PAYLOAD, O_PID, O_SECRET, O_IDLE,
-		O_SLOW, O_RCVBUF, O_NCHAN, O_PUBC, O_PIPE, O_PENDING, O_DRAIN, O_PREFIX, O_STRICT };
+		O_SLOW, O_RCVBUF, O_NCHAN, O_PUBC, O_PIPE, O_PENDING, O_DRAIN, O_PREFIX, O_STRICT, O_FORMAT };
 	static const struct option lo[] = {
 		{ "url", required_argument, NULL, O_URL },
 		{ "api-url", required_argument, NULL, O_API },
@@ -1730,6 +1975,7 @@ parse_args(int argc, char **argv)
 		{ "slow-readers", required_argument, NULL, O_SLOW },
 		{ "slow-rcvbuf", required_argument, NULL, O_RCVBUF },
 		{ "nchan", no_argument, NULL, O_NCHAN },
+		{ "format", required_argument, NULL, O_FORMAT },
 		{ "pub-conns", required_argument, NULL, O_PUBC },
 		{ "pipeline", required_argument, NULL, O_PIPE },
 		{ "max-pending", required_argument, NULL, O_PENDING },
@@ -1759,6 +2005,14 @@ parse_args(int argc, char **argv)
 		case O_SLOW: opt.slow = (long)num_arg("--slow-readers", optarg, 0, BENCH_MAX_CONNS); break;
 		case O_RCVBUF: opt.slow_rcvbuf = (long)num_arg("--slow-rcvbuf", optarg, 0, 1 << 26); break;
 		case O_NCHAN: opt.nchan = 1; break;
+		case O_FORMAT:
+			if (strcmp(optarg, "json") == 0)
+				opt.protobuf = 0;
+			else if (strcmp(optarg, "protobuf") == 0)
+				opt.protobuf = 1;
+			else
+				die("--format: '%s' is not json or protobuf", optarg);
+			break;
 		case O_PUBC: opt.pubconns = (long)num_arg("--pub-conns", optarg, 1, BENCH_MAX_PUBCONNS); break;
 		case O_PIPE: opt.pipeline = (long)num_arg("--pipeline", optarg, 1, 64); break;
 		case O_PENDING: opt.max_pending = (long)num_arg("--max-pending", optarg, 1, 100000); break;
@@ -1781,6 +2035,8 @@ parse_args(int argc, char **argv)
 		die("--slow-readers %ld is more than -n %ld", opt.slow, opt.nconns);
 	if (opt.nchans > opt.nconns)
 		opt.nchans = opt.nconns;
+	if (opt.nchan && opt.protobuf)
+		die("--format protobuf is the centrifugo protocol's; nchan has none");
 }
 
 /* ------------------------------------------------------------ main */
@@ -1839,9 +2095,10 @@ main(int argc, char **argv)
 	}
 
 	fprintf(stderr, "centrifugo-bench: %s, %ld connections at %.0f/s in %ld channels, "
-	    "%s for %.1f s, payload %ld B%s%s\n", opt.nchan ? "nchan" : "centrifugo",
+	    "%s for %.1f s, payload %ld B%s%s%s\n", opt.nchan ? "nchan" : "centrifugo",
 	    opt.nconns, opt.rate, opt.nchans, opt.idle ? "idle" : "publishing",
-	    opt.seconds, opt.payload, opt.token_secret ? ", token auth" : "",
+	    opt.seconds, opt.payload, opt.protobuf ? ", protobuf" : "",
+	    opt.token_secret ? ", token auth" : "",
 	    opt.slow ? ", with slow readers" : "");
 	if (!opt.idle)
 		fprintf(stderr, "centrifugo-bench: %.1f publications/s to %s\n", opt.pubs, opt.api_url);
@@ -1992,7 +2249,7 @@ main(int argc, char **argv)
 	if (first_error[0])
 		printf("first error: %s\n", first_error);
 
-	printf("RESULT target=%s mode=%s conns=%ld subscribed=%" PRIu64 " conn_failed=%" PRIu64
+	printf("RESULT target=%s format=%s mode=%s conns=%ld subscribed=%" PRIu64 " conn_failed=%" PRIu64
 	    " conn_closed=%" PRIu64 " channels=%ld readers=%ld pubs_per_s=%.1f seconds=%.1f"
 	    " payload=%ld pubs_sent=%" PRIu64 " pubs_ok=%" PRIu64 " pubs_failed=%" PRIu64
 	    " delivered=%" PRIu64 " expected=%" PRIu64 " lost=%" PRIu64 " reordered=%" PRIu64
@@ -2000,7 +2257,8 @@ main(int argc, char **argv)
 	    " delivery_rate=%.0f lat_p50_us=%" PRIu64 " lat_p90_us=%" PRIu64
 	    " lat_p99_us=%" PRIu64 " lat_p999_us=%" PRIu64 " lat_max_us=%" PRIu64
 	    " pings=%" PRIu64 " slow=%ld slow_cut=%" PRIu64,
-	    opt.nchan ? "nchan" : "centrifugo", opt.idle ? "idle" : opt.slow ? "slow" : "publish",
+	    opt.nchan ? "nchan" : "centrifugo", opt.nchan ? "nchan" : opt.protobuf ? "protobuf" : "json",
+	    opt.idle ? "idle" : opt.slow ? "slow" : "publish",
 	    opt.nconns, st.conns_ok, st.conns_failed, st.conns_closed, opt.nchans, readers,
 	    opt.idle ? 0.0 : opt.pubs, opt.seconds, opt.payload, st.pubs_sent, st.pubs_ok,
 	    st.pubs_failed, st.delivered, st.expected, lost, st.reordered,
