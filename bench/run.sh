@@ -1,27 +1,34 @@
 #!/bin/bash
 # bench/run.sh - run the standard shapes (doc/BENCHMARKS.md) with
-# centrifugo-bench against our server and against nginx + nchan, on loopback
-# ports, with configurations generated in a temporary directory, and write
-# the results table into doc/BENCHMARKS.md.
+# centrifugo-bench against our server, against nginx + nchan and against the
+# floor server (src/bench/floor-server.c: the least any server can do for
+# the same exchanges), on loopback ports, with configurations generated in a
+# temporary directory, and write the results table into doc/BENCHMARKS.md.
 #
 # usage: bench/run.sh [-t seconds] [-o file] [shape...]
-#   shapes: light idle burst slow light1w (default: all); SHAPE/DELAY (e.g.
-#       burst/20ms) runs our server only, with client.write_delay = DELAY
+#   shapes: light idle burst slow light1w light.pb burst.pb (default: all);
+#       SHAPE.pb runs our server only, with the Protobuf client protocol;
+#       SHAPE/DELAY (e.g. burst/20ms) runs our server only, with
+#       client.write_delay = DELAY
 #   -t  seconds of publishing per run (default 15)
 #   -o  Markdown file whose results section is replaced (default
 #       doc/BENCHMARKS.md; "-" prints the table only)
 # Environment: CENTRIFUGO (server binary, default src/centrifugo),
-#   BENCH (default src/centrifugo-bench), NGINX (default nginx),
-#   PORT (default 18600; nginx uses PORT+100), NO_NCHAN=1 to skip nchan.
+#   BENCH (default src/centrifugo-bench), FLOOR (default src/floor-server),
+#   NGINX (default nginx), PORT (default 18600; nginx uses PORT+100, the
+#   floor server PORT+200), NO_NCHAN=1 to skip nchan, NO_FLOOR=1 to skip
+#   the floor server.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 CENTRIFUGO=${CENTRIFUGO:-$top/src/centrifugo}
 BENCH=${BENCH:-$top/src/centrifugo-bench}
+FLOOR=${FLOOR:-$top/src/floor-server}
 NGINX=${NGINX:-nginx}
 PORT=${PORT:-18600}
 NPORT=$((PORT + 100))
+FPORT=$((PORT + 200))
 SECS=15
 OUT=doc/BENCHMARKS.md
 
@@ -33,9 +40,9 @@ while getopts t:o: o; do
 	esac
 done
 shift $((OPTIND - 1))
-SHAPES=${*:-light idle burst slow light1w}
+SHAPES=${*:-light idle burst slow light1w light.pb burst.pb}
 
-for f in "$CENTRIFUGO" "$BENCH"; do
+for f in "$CENTRIFUGO" "$BENCH" "$FLOOR"; do
 	[ -x "$f" ] || { echo "$0: $f not built (run make)" >&2; exit 1; }
 done
 NCHAN_MOD=/usr/lib/nginx/modules/ngx_nchan_module.so
@@ -117,8 +124,14 @@ CONF
 	wait_port $NPORT
 }
 
+start_floor() {
+	"$FLOOR" $FPORT >> "$tmp/floor.log" 2>&1 &
+	srvpid=$!
+	wait_port $FPORT
+}
+
 shape_args() { # shape -> bench arguments (without target)
-	case ${1%%/*} in
+	case ${1%%[/.]*} in
 	light | light1w) echo "-n 5000 --rate 2000 -c 50 -p 250 -t $SECS" ;;
 	idle) echo "-n 10000 --rate 2000 -c 100 --idle -t $SECS" ;;
 	burst) echo "-n 200 --rate 1000 -c 1 -p 400 -t $SECS" ;;
@@ -130,15 +143,19 @@ shape_args() { # shape -> bench arguments (without target)
 results="$tmp/results"
 : > "$results"
 
-run() { # shape[/write_delay] target
+run() { # shape[/write_delay | .pb] target
 	args=$(shape_args "$1")
 	wd=
 	case $1 in */*) wd=${1#*/} ;; esac
+	case $1 in *.pb) args="--format protobuf $args" ;; esac
 	if [ "$2" = centrifugo ]; then
 		w=2
 		[ "${1%%/*}" = light1w ] && w=1
 		start_centrifugo $w "$wd"
 		cmd="centrifugo-bench --url ws://127.0.0.1:$PORT/connection/websocket --api-key key $args --pid $srvpid"
+	elif [ "$2" = floor ]; then
+		start_floor
+		cmd="centrifugo-bench --url ws://127.0.0.1:$FPORT/connection/websocket $args --pid $srvpid"
 	else
 		start_nchan
 		cmd="centrifugo-bench --nchan --url ws://127.0.0.1:$NPORT/sub/ --api-url http://127.0.0.1:$NPORT/pub/ $args --pid $srvpid"
@@ -157,8 +174,9 @@ run() { # shape[/write_delay] target
 for s in $SHAPES; do
 	shape_args "$s" > /dev/null
 	run "$s" centrifugo
-	case $s in light1w | slow | */*) continue ;; esac
+	case $s in light1w | slow | */* | *.pb) continue ;; esac
 	[ "${NO_NCHAN:-0}" = 1 ] || run "$s" nchan
+	[ "${NO_FLOOR:-0}" = 1 ] || run "$s" floor
 done
 
 kv() { # key line

@@ -102,3 +102,11 @@ src_centrifugo_bench_SOURCES = src/bench/centrifugo-bench.c \
 	src/buf.c src/log.c src/xmalloc.c
 src_centrifugo_bench_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 src_centrifugo_bench_LDADD = $(OPENSSL_LIBS)
+
+# The floor server: the least a server can do for the bench's shapes, run by
+# bench/run.sh to measure what the kernel costs alone (not installed).
+noinst_PROGRAMS += src/floor-server
+src_floor_server_SOURCES = src/bench/floor-server.c src/buf.c src/log.c \
+	src/xmalloc.c
+src_floor_server_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
+src_floor_server_LDADD = $(OPENSSL_LIBS)

@@ -2,18 +2,20 @@
 // centrifugo-bench (issue 6) against the real server: the JSON and the
 // Protobuf client protocol, anonymous and with tokens, pings answered in
 // both formats, the RESULT line's figures, clear errors for bad options and
-// refused connections.
+// refused connections; and the floor server bench/run.sh measures beside it.
 
 const assert = require('node:assert/strict');
+const net = require('node:net');
 const path = require('node:path');
-const { execFile } = require('node:child_process');
-const { describe, test } = require('node:test');
+const { execFile, spawn } = require('node:child_process');
+const { after, describe, test } = require('node:test');
 
 const { useServer } = require('./lib/harness');
 const { TOP_BUILDDIR, freePort } = require('./lib/server');
 const { API_KEY, HMAC_SECRET } = require('./lib/config');
 
 const BENCH = path.join(TOP_BUILDDIR, 'src', 'centrifugo-bench');
+const FLOOR = path.join(TOP_BUILDDIR, 'src', 'floor-server');
 
 // Runs a program; resolves { code, stdout, stderr, result } where result is
 // the RESULT line's key=value pairs (or null). Bounded.
@@ -133,4 +135,41 @@ describe('centrifugo-bench usage errors', () => {
     assert.equal(Number(r.result.conn_failed), 3, show(r));
     assert.match(r.stdout + r.stderr, /connection 0 failed: Connection refused/, show(r));
   });
+});
+
+// Resolves once something accepts TCP connections on the port (bounded).
+async function waitListening(port, tries = 100) {
+  for (let i = 0; i < tries; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+describe('floor-server (the baseline bench/run.sh measures)', () => {
+  test('serves the bench: every publication delivered once to every subscriber, nothing lost', async () => {
+    const port = await freePort();
+    const child = spawn(FLOOR, [String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr += d; });
+    after(() => child.kill('SIGKILL'));
+    await waitListening(port);
+    const r = await run(BENCH, ['--url', `ws://127.0.0.1:${port}/connection/websocket`, ...SHORT,
+      '--pid', String(child.pid)]);
+    assertClean(r, 40, 4);
+    assert.equal(Number(r.result.server_procs), 1, show(r));
+    assert.equal(child.exitCode, null, `still running\n${stderr}`);
+  });
+
+  for (const args of [[], ['0'], ['http'], ['1', '2']]) {
+    test(`floor-server ${args.join(' ')}: usage on stderr, exit 2`, async () => {
+      const r = await run(FLOOR, args, { timeout: 10000 });
+      assert.equal(r.code, 2, show(r));
+      assert.match(r.stderr, /usage: floor-server PORT/, show(r));
+    });
+  }
 });
