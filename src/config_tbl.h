@@ -53,6 +53,8 @@ CONFIG_OPT(log_json, "log.json", BOOL, "false", 0, 0, NULL, CFG_RELOAD,
 /* top-level scalars; workers is our own */
 CONFIG_OPT(workers, "workers", INT, "0", 0, 256, NULL, CFG_RELOAD,
 	"Number of worker processes serving connections. 0 means one per online CPU (an addition of this implementation). A reload may change it within the worker slots the shared memory is made with at start, max(workers, 2 x online CPUs, 16) but at most 64: new workers start on their own listeners, surplus ones stop as on a graceful stop (their clients get 3001 and reconnect to the others), the other workers keep their connections. A higher count is refused and needs a restart.")
+CONFIG_OPT(worker_rlimit_nofile, "worker_rlimit_nofile", INT, "65536", 1024, 16777216, NULL, CFG_RESTART,
+	"Soft limit on open file descriptors (RLIMIT_NOFILE) each worker process sets for itself, capped by the hard limit it inherits (an addition of this implementation, named after nginx's). It bounds the connections one worker holds: at the limit accept() fails with EMFILE, the worker logs it and stops accepting for a second, and the other workers and the open connections carry on. It also sizes libwebsockets' descriptor table, which the library scans whole on every closed connection, about half a nanosecond per slot: a worker left with the systemd unit's LimitNOFILE of 1048576 spends about 600 us of CPU per close, one at 65536 about 30 us (measured, see doc/BENCHMARKS.md). Raise it only for more connections per worker than that.")
 CONFIG_OPT(pid_file, "pid_file", STRING, "", 0, 0, NULL, CFG_RESTART,
 	"Write the supervisor's process ID to this file.")
 

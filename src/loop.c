@@ -68,6 +68,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -216,6 +217,7 @@ struct loop {
 	uv_prepare_t uv_keep;           /* keeps uv_backend_timeout() honest */
 	struct lws_context *ctx;
 	struct lws_vhost *vh;
+	long lws_max_fds;               /* lws's descriptor table size */
 	struct lws_protocols protocols[3];
 	struct evconnlistener *lev;
 	struct event *io_ev;            /* uv backend fd readable */
@@ -1550,6 +1552,13 @@ loop_hconn_parse(struct hconn *hc)
 
 			if (strcmp(r->path, l->ws_path)) {
 				status = 404;
+			} else if (hc->fd >= l->lws_max_fds) {
+				/* lws 4.1 refuses the descriptor and then
+				 * crashes in its libuv glue: answer here */
+				log_warn("WebSocket upgrade refused: fd %d is "
+					 "beyond libwebsockets' table (%ld)",
+					 hc->fd, l->lws_max_fds);
+				status = 503;
 			} else if (l->h.ws_admit &&
 				   (status = l->h.ws_admit(l->hctx)) != 0) {
 				/* refused (limits) before the origin check,
@@ -1811,6 +1820,11 @@ loop_new(struct event_base *base, int listen_fd, const struct loop_params *p,
 	info.user = l;
 	info.max_http_header_pool = 64;
 	info.server_string = "centrifugo";
+	/* What lws 4.1 sizes its descriptor table by (the open-file limit
+	 * the supervisor set, worker_rlimit_nofile). */
+	l->lws_max_fds = sysconf(_SC_OPEN_MAX);
+	if (l->lws_max_fds <= 0)
+		l->lws_max_fds = 1024;
 	l->ctx = lws_create_context(&info);
 	if (!l->ctx) {
 		log_error("lws_create_context failed (is the libuv event "

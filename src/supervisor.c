@@ -70,6 +70,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -582,6 +583,52 @@ sup_child_close_listeners(const struct sup_child *c)
  * In the new child, right after fork: drop everything that belongs to the
  * supervisor, become `c` and run its main function.  Never returns.
  */
+/*
+ * The soft limit on open files a worker runs with: worker_rlimit_nofile,
+ * capped by the hard limit.  libwebsockets sizes its descriptor table by
+ * it and scans the whole table on every closed connection, so a high
+ * inherited limit (the unit's LimitNOFILE=1048576) is lowered, not kept.
+ */
+static rlim_t
+sup_worker_nofile(const struct config *cfg, rlim_t hard)
+{
+	rlim_t want = (rlim_t)cfg->worker_rlimit_nofile;
+
+	return hard != RLIM_INFINITY && want > hard ? hard : want;
+}
+
+/* At start: say once when the hard limit caps worker_rlimit_nofile. */
+static void
+sup_check_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (sup_worker_nofile(cfg, rl.rlim_max) <
+	    (rlim_t)cfg->worker_rlimit_nofile)
+		log_info("worker_rlimit_nofile %lld is above the hard limit "
+		    "on open files (%llu): workers run with %llu (raise "
+		    "LimitNOFILE or ulimit -Hn)",
+		    (long long)cfg->worker_rlimit_nofile,
+		    (unsigned long long)rl.rlim_max,
+		    (unsigned long long)rl.rlim_max);
+}
+
+/* In a new worker, before libwebsockets sizes its tables. */
+static void
+sup_child_set_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	rl.rlim_cur = sup_worker_nofile(cfg, rl.rlim_max);
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit(RLIMIT_NOFILE, %llu) failed: %s",
+		    (unsigned long long)rl.rlim_cur, strerror(errno));
+}
+
 static void __attribute__((noreturn))
 sup_child_main(struct sup_child *c, const int fds[2])
 {
@@ -632,6 +679,7 @@ sup_child_main(struct sup_child *c, const int fds[2])
 	heritage.role = c->role;
 	heritage.worker_id = c->worker_id;
 	if (c->role == ROLE_WORKER) {
+		sup_child_set_nofile(sup.cfg);
 		heritage.listen_fd = sup.listen_fds[c->worker_id];
 	} else {
 		heritage.listen_fd = -1;
@@ -1947,6 +1995,7 @@ sup_run(struct config *cfg, const char *config_path)
 			goto fail;
 	}
 	sup.cli_listeners = sup_cli_listeners(cfg, config_path);
+	sup_check_nofile(cfg);
 	memset(&params, 0, sizeof(params));
 	params.nworkers = sup.nworkers;
 	params.max_workers = sup.max_workers;

@@ -3,11 +3,13 @@
 // and client.connection_rate_limit): over either one a WebSocket upgrade is
 // answered HTTP 503 before the upgrade, as Centrifugo's HTTP middleware does;
 // open connections are untouched; both count every worker together and are
-// applied by a reload.
+// applied by a reload.  worker_rlimit_nofile (our own): the open-file limit
+// each worker sets for itself, and what happens at it.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const { describe, afterEach } = require('node:test');
+const net = require('node:net');
+const { after, describe, afterEach } = require('node:test');
 const WebSocket = require('ws');
 
 const { useServer, assertHealthy } = require('./lib/harness');
@@ -142,5 +144,88 @@ describe('client.connection_rate_limit', () => {
   h.test('the server stays healthy (no worker died)', async (t, srv) => {
     await sleep(1100);
     await assertHealthy(srv);
+  });
+});
+
+// The soft RLIMIT_NOFILE of a process, from /proc (null when unreadable).
+function openFilesLimit(pid) {
+  const text = fs.readFileSync(`/proc/${pid}/limits`, 'utf8');
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(text);
+  if (!m) return null;
+  const n = (v) => (v === 'unlimited' ? Infinity : Number(v));
+  return { soft: n(m[1]), hard: n(m[2]) };
+}
+
+// A raw TCP connection that sends a WebSocket upgrade; `upgraded` turns
+// true when the 101 arrives, `failed` when the socket errs or closes first.
+function rawUpgrade(port) {
+  const c = { upgraded: false, failed: false, sock: null };
+  c.sock = net.connect(port, '127.0.0.1', () => {
+    c.sock.write('GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+      + 'Upgrade: websocket\r\nConnection: Upgrade\r\n'
+      + 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  });
+  let head = '';
+  c.sock.on('data', (d) => {
+    head += d.toString('latin1');
+    if (/^HTTP\/1\.1 101 /.test(head)) c.upgraded = true;
+  });
+  c.sock.on('error', () => { c.failed = true; });
+  c.sock.on('close', () => { if (!c.upgraded) c.failed = true; });
+  return c;
+}
+
+describe('worker_rlimit_nofile', () => {
+  describe('default', () => {
+    // Started with a soft limit of 512: the worker must set its own.
+    const h = useServer({ workers: 1 }, { start: { wrap: ['prlimit', '--nofile=512:'] } });
+    h.test('each worker sets its soft limit to 65536 (or to the hard limit)', async (t, srv) => {
+      assert.equal(openFilesLimit(srv.pid).soft, 512, 'the supervisor runs with what it was given');
+      const own = openFilesLimit(process.pid);
+      const { workers } = srv.children();
+      assert.equal(workers.length, 1);
+      const lim = openFilesLimit(workers[0].pid);
+      assert.equal(lim.hard, own.hard, 'the hard limit is left alone');
+      assert.equal(lim.soft, Math.min(65536, own.hard), `worker limits ${JSON.stringify(lim)}`);
+    });
+  });
+
+  describe('at the limit', () => {
+    const LIMIT = 1024;
+    const h = useServer({ workers: 1, worker_rlimit_nofile: LIMIT });
+    const conns = [];
+    after(() => { for (const c of conns) c.sock.destroy(); });
+
+    h.test('connections beyond it wait, nothing crashes, and they get in once others leave',
+      async (t, srv) => {
+        const worker = srv.children().workers[0].pid;
+        assert.equal(openFilesLimit(worker).soft, LIMIT);
+        const total = LIMIT + 100;
+        for (let i = 0; i < total; i++) conns.push(rawUpgrade(srv.port));
+        // Every connection is either upgraded or waiting; the count
+        // settles below the limit (the worker keeps a few descriptors).
+        let prev = -1;
+        await pollUntil(async () => {
+          const n = conns.filter((c) => c.upgraded).length;
+          const settled = n === prev && n > LIMIT - 100;
+          prev = n;
+          await sleep(300);
+          return settled;
+        }, { timeout: 30000, what: 'the upgraded count settling near the limit' });
+        const inBefore = conns.filter((c) => c.upgraded).length;
+        assert.ok(inBefore < total, `${inBefore} of ${total} upgraded: the limit did not hold`);
+        assert.equal(conns.filter((c) => c.failed).length, 0, 'the waiting ones are not refused');
+        assert.match(srv.logTail(400), /accept\(\) failed: Too many open files/);
+        // 200 leave: the worker accepts again within a second or two and
+        // the waiting ones get their 101.
+        const leaving = conns.filter((c) => c.upgraded).slice(0, 200);
+        for (const c of leaving) c.sock.destroy();
+        await pollUntil(() => conns.every((c) => c.upgraded), {
+          timeout: 15000, what: 'every waiting connection upgraded',
+        });
+        assert.equal(srv.children().workers[0].pid, worker, 'the same worker, not a respawned one');
+        for (const c of conns.splice(0)) c.sock.destroy();
+        await assertHealthy(srv);
+      }, { timeout: 60000 });
   });
 });

@@ -96,6 +96,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->http_server_port, 8000);
 	ck_assert_str_eq(cfg->http_server_address, "");
 	ck_assert_int_eq(cfg->workers, 0);
+	ck_assert_int_eq(cfg->worker_rlimit_nofile, 65536);
 	ck_assert_str_eq(cfg->log_level, "info");
 	ck_assert_int_eq(cfg->log_json, 0);
 	ck_assert_str_eq(cfg->engine_type, "memory");
@@ -343,6 +344,7 @@ START_TEST(test_out_of_bounds)
 	expect_error("http_server = { port = 70000; };\n", 1, "'http_server.port': 70000 is out of range 0..65535");
 	expect_error("http_server = { port = -1; };\n", 1, "out of range");
 	expect_error("\n\nworkers = 257;\n", 3, "'workers': 257 is out of range 0..256");
+	expect_error("worker_rlimit_nofile = 100;\n", 1, "'worker_rlimit_nofile': 100 is out of range 1024..16777216");
 	expect_error("client = { channel_limit = -5; };\n", 1, "out of range");
 	expect_error("websocket = { compression_level = 10; };\n", 1, "out of range 1..9");
 	expect_error("http_server = { internal_port = \"99999\"; };\n", 1, "not a port number");

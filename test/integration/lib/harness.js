@@ -11,11 +11,12 @@ const { rawClient } = require('./wsclient');
 // Register hooks that start a server with `overrides` before the tests of
 // the enclosing describe() (or file) and stop it afterwards. Returns a handle:
 // handle.server is the live Server; handle.test(name, fn, {timeout}) declares
-// a test whose failure message carries the server log tail.
-function useServer(overrides = {}, { startTimeout = 20000 } = {}) {
+// a test whose failure message carries the server log tail. start: more
+// options for Server.start() (env, wrap).
+function useServer(overrides = {}, { startTimeout = 20000, start = {} } = {}) {
   const handle = { server: null, startError: null };
   before(async () => {
-    handle.server = await startServer(overrides, { timeout: startTimeout });
+    handle.server = await startServer(overrides, { ...start, timeout: startTimeout });
   }, { timeout: startTimeout + 15000 });
   after(async () => {
     if (handle.server) await handle.server.stop();

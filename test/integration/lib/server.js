@@ -91,15 +91,17 @@ class Server {
   get wsUrl() { return `ws://127.0.0.1:${this.port}/connection/websocket`; }
 
   // Spawn the binary and wait (bounded) until GET /health answers 200.
-  // env: variables added to the server's environment.
-  async start({ timeout = 15000, env: extraEnv = {} } = {}) {
+  // env: variables added to the server's environment; wrap: a program and
+  // its arguments that exec the server (e.g. prlimit), keeping its pid.
+  async start({ timeout = 15000, env: extraEnv = {}, wrap = [] } = {}) {
     if (!fs.existsSync(BIN)) throw new Error(`server binary not found: ${BIN}`);
     fs.writeFileSync(this.configPath, toLibconfig(this.config));
     const logFd = fs.openSync(this.logPath, 'a');
     // CENTRIFUGO_* variables would override the configuration (as in
     // Centrifugo); `make check` sets CENTRIFUGO_BIN, so drop them all.
     const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CENTRIFUGO_'))), ...extraEnv };
-    this.proc = spawn(BIN, ['-c', this.configPath], {
+    const argv = [...wrap, BIN, '-c', this.configPath];
+    this.proc = spawn(argv[0], argv.slice(1), {
       cwd: this.dir,
       env,
       stdio: ['ignore', logFd, logFd],
