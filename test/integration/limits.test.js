@@ -9,6 +9,9 @@
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const { after, describe, afterEach } = require('node:test');
 const WebSocket = require('ws');
 
@@ -156,10 +159,11 @@ function openFilesLimit(pid) {
   return { soft: n(m[1]), hard: n(m[2]) };
 }
 
-// A raw TCP connection that sends a WebSocket upgrade; `upgraded` turns
-// true when the 101 arrives, `failed` when the socket errs or closes first.
+// A raw TCP connection that sends a WebSocket upgrade; `status` is the
+// answer's status code, `upgraded` turns true when it is 101, `failed` when
+// the socket errs or closes before any answer.
 function rawUpgrade(port) {
-  const c = { upgraded: false, failed: false, sock: null };
+  const c = { status: 0, upgraded: false, failed: false, sock: null };
   c.sock = net.connect(port, '127.0.0.1', () => {
     c.sock.write('GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n'
       + 'Upgrade: websocket\r\nConnection: Upgrade\r\n'
@@ -168,10 +172,12 @@ function rawUpgrade(port) {
   let head = '';
   c.sock.on('data', (d) => {
     head += d.toString('latin1');
-    if (/^HTTP\/1\.1 101 /.test(head)) c.upgraded = true;
+    const m = /^HTTP\/1\.1 (\d{3}) /.exec(head);
+    if (m && !c.status) c.status = Number(m[1]);
+    if (c.status === 101) c.upgraded = true;
   });
   c.sock.on('error', () => { c.failed = true; });
-  c.sock.on('close', () => { if (!c.upgraded) c.failed = true; });
+  c.sock.on('close', () => { if (!c.status) c.failed = true; });
   return c;
 }
 
@@ -227,5 +233,56 @@ describe('worker_rlimit_nofile', () => {
         for (const c of conns.splice(0)) c.sock.destroy();
         await assertHealthy(srv);
       }, { timeout: 60000 });
+  });
+
+  // libwebsockets 4.1 sizes its descriptor table by sysconf(_SC_OPEN_MAX)
+  // and crashes after refusing a descriptor beyond it. A preloaded shim
+  // makes that answer 64, far below the real limit: upgrades on higher
+  // descriptors must get 503 from the server, and no worker may die.
+  describe('a descriptor beyond libwebsockets\' table', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cf-shim-'));
+    fs.writeFileSync(path.join(dir, 'shim.c'), [
+      '#define _GNU_SOURCE',
+      '#include <dlfcn.h>',
+      '#include <unistd.h>',
+      'long sysconf(int name) {',
+      '  static long (*real)(int);',
+      '  if (name == _SC_OPEN_MAX) return 64;',
+      '  if (!real) real = (long (*)(int))dlsym(RTLD_NEXT, "sysconf");',
+      '  return real(name);',
+      '}',
+      ''].join('\n'));
+    execFileSync(process.env.CC || 'cc', ['-shared', '-fPIC', '-o', path.join(dir, 'shim.so'),
+      path.join(dir, 'shim.c'), '-ldl']);
+    const h = useServer({ workers: 1 }, {
+      start: {
+        env: {
+          LD_PRELOAD: path.join(dir, 'shim.so'),
+          // A sanitizer build wants its runtime first; the shim is harmless.
+          ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:` : ''}verify_asan_link_order=0`,
+        },
+      },
+    });
+    const conns = [];
+    after(() => {
+      for (const c of conns) c.sock.destroy();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    h.test('those upgrades are answered 503, the others open, no worker dies', async (t, srv) => {
+      for (let i = 0; i < 100; i++) conns.push(rawUpgrade(srv.port));
+      await pollUntil(() => conns.every((c) => c.status || c.failed), {
+        timeout: 15000, what: 'an answer to every upgrade',
+      });
+      const count = (st) => conns.filter((c) => c.status === st).length;
+      assert.equal(conns.filter((c) => c.failed).length, 0, 'no connection reset');
+      assert.ok(count(101) > 0, `${count(101)} upgraded`);
+      assert.ok(count(503) > 0, `${count(503)} answered 503`);
+      assert.equal(count(101) + count(503), conns.length);
+      assert.match(srv.logTail(200), /beyond libwebsockets' table \(64\)/);
+      for (const c of conns.splice(0)) c.sock.destroy();
+      await sleep(200);
+      await assertHealthy(srv);
+    });
   });
 });
