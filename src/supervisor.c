@@ -580,10 +580,6 @@ sup_child_close_listeners(const struct sup_child *c)
 }
 
 /*
- * In the new child, right after fork: drop everything that belongs to the
- * supervisor, become `c` and run its main function.  Never returns.
- */
-/*
  * The soft limit on open files a worker runs with: worker_rlimit_nofile,
  * capped by the hard limit.  libwebsockets sizes its descriptor table by
  * it and scans the whole table on every closed connection, so a high
@@ -629,6 +625,10 @@ sup_child_set_nofile(const struct config *cfg)
 		    (unsigned long long)rl.rlim_cur, strerror(errno));
 }
 
+/*
+ * In the new child, right after fork: drop everything that belongs to the
+ * supervisor, become `c` and run its main function.  Never returns.
+ */
 static void __attribute__((noreturn))
 sup_child_main(struct sup_child *c, const int fds[2])
 {
