@@ -6,7 +6,9 @@
 # temporary directory, and write the results table into doc/BENCHMARKS.md.
 #
 # usage: bench/run.sh [-t seconds] [-o file] [shape...]
-#   shapes: light idle burst slow light1w light.pb burst.pb (default: all);
+#   shapes: light idle burst slow light1w trickle trickle1w light.pb
+#       burst.pb (default: all); SHAPE1w runs our server only, with one
+#       worker; trickle is IDLE's connect phase at 250 connections/s;
 #       SHAPE.pb runs our server only, with the Protobuf client protocol;
 #       SHAPE/DELAY (e.g. burst/20ms) runs our server only, with
 #       client.write_delay = DELAY
@@ -40,7 +42,7 @@ while getopts t:o: o; do
 	esac
 done
 shift $((OPTIND - 1))
-SHAPES=${*:-light idle burst slow light1w light.pb burst.pb}
+SHAPES=${*:-light idle burst slow light1w trickle trickle1w light.pb burst.pb}
 
 for f in "$CENTRIFUGO" "$BENCH" "$FLOOR"; do
 	[ -x "$f" ] || { echo "$0: $f not built (run make)" >&2; exit 1; }
@@ -134,6 +136,7 @@ shape_args() { # shape -> bench arguments (without target)
 	case ${1%%[/.]*} in
 	light | light1w) echo "-n 5000 --rate 2000 -c 50 -p 250 -t $SECS" ;;
 	idle) echo "-n 10000 --rate 2000 -c 100 --idle -t $SECS" ;;
+	trickle | trickle1w) echo "-n 2000 --rate 250 -c 100 --idle -t 1" ;;
 	burst) echo "-n 200 --rate 1000 -c 1 -p 400 -t $SECS" ;;
 	slow) echo "-n 200 --rate 1000 -c 1 -p 200 --payload-size 2048 --slow-readers 20 -t $SECS" ;;
 	*) echo "$0: unknown shape $1" >&2; exit 1 ;;
@@ -150,7 +153,7 @@ run() { # shape[/write_delay | .pb] target
 	case $1 in *.pb) args="--format protobuf $args" ;; esac
 	if [ "$2" = centrifugo ]; then
 		w=2
-		[ "${1%%/*}" = light1w ] && w=1
+		case ${1%%/*} in *1w) w=1 ;; esac
 		start_centrifugo $w "$wd"
 		cmd="centrifugo-bench --url ws://127.0.0.1:$PORT/connection/websocket --api-key key $args --pid $srvpid"
 	elif [ "$2" = floor ]; then
@@ -174,7 +177,7 @@ run() { # shape[/write_delay | .pb] target
 for s in $SHAPES; do
 	shape_args "$s" > /dev/null
 	run "$s" centrifugo
-	case $s in light1w | slow | */* | *.pb) continue ;; esac
+	case $s in *1w | slow | */* | *.pb) continue ;; esac
 	[ "${NO_NCHAN:-0}" = 1 ] || run "$s" nchan
 	[ "${NO_FLOOR:-0}" = 1 ] || run "$s" floor
 done
