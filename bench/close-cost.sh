@@ -3,7 +3,8 @@
 # size of libwebsockets' descriptor table.  lws sizes that table from
 # sysconf(_SC_OPEN_MAX) when the worker creates its context and scans it
 # whole on every close (doc/BENCHMARKS.md, "Closing").  For each size given,
-# a server with one worker is started with a preloaded shim that makes
+# a server with one worker is started with a preloaded shim
+# (test/integration/lib/open_max_shim.c) that makes
 # sysconf(_SC_OPEN_MAX) answer that size (so sizes above this machine's
 # hard limit can be measured), centrifugo-bench opens N idle subscribed
 # connections and exits, and the worker's CPU from the bench's RESULT line
@@ -40,26 +41,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat > "$tmp/shim.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <stdlib.h>
-#include <unistd.h>
-
-long
-sysconf(int name)
-{
-	static long (*real)(int);
-	const char *v = getenv("CLOSE_COST_OPEN_MAX");
-
-	if (name == _SC_OPEN_MAX && v != NULL)
-		return atol(v);
-	if (real == NULL)
-		real = (long (*)(int))dlsym(RTLD_NEXT, "sysconf");
-	return real(name);
-}
-C
-${CC:-cc} -shared -fPIC -O2 -o "$tmp/shim.so" "$tmp/shim.c" -ldl
+${CC:-cc} -shared -fPIC -O2 -o "$tmp/shim.so" \
+	"$top/test/integration/lib/open_max_shim.c" -ldl
 
 cat > "$tmp/c.conf" <<CONF
 http_server = { address = "127.0.0.1"; port = $PORT; };
@@ -73,7 +56,7 @@ CONF
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 for size in $SIZES; do
-	LD_PRELOAD="$tmp/shim.so" CLOSE_COST_OPEN_MAX=$size \
+	LD_PRELOAD="$tmp/shim.so" OPEN_MAX_SHIM=$size \
 		"$CENTRIFUGO" -c "$tmp/c.conf" >> "$tmp/log" 2>&1 &
 	srvpid=$!
 	w=

@@ -98,7 +98,7 @@ src_centrifugo_ctl_LDADD = src/libcentrifugo.a $(CF_LIBS)
 # The load generator (bench/ scripts drive it; see centrifugo-bench(1)).
 bin_PROGRAMS += src/centrifugo-bench
 # It needs only buf, xmalloc and log, so it does not wait for the library.
-src_centrifugo_bench_SOURCES = src/bench/centrifugo-bench.c \
+src_centrifugo_bench_SOURCES = src/bench/centrifugo-bench.c src/b64.c \
 	src/buf.c src/log.c src/xmalloc.c
 src_centrifugo_bench_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 src_centrifugo_bench_LDADD = $(OPENSSL_LIBS)
@@ -106,7 +106,7 @@ src_centrifugo_bench_LDADD = $(OPENSSL_LIBS)
 # The floor server: the least a server can do for the bench's shapes, run by
 # bench/run.sh to measure what the kernel costs alone (not installed).
 noinst_PROGRAMS += src/floor-server
-src_floor_server_SOURCES = src/bench/floor-server.c src/buf.c src/log.c \
-	src/xmalloc.c
+src_floor_server_SOURCES = src/bench/floor-server.c src/b64.c src/buf.c \
+	src/log.c src/xmalloc.c
 src_floor_server_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 src_floor_server_LDADD = $(OPENSSL_LIBS)

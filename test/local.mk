@@ -62,7 +62,8 @@ dist-hook:
 	cp -p $(srcdir)/test/integration/*.js $(srcdir)/test/integration/*.json \
 	    $(srcdir)/test/integration/run.sh $(srcdir)/test/integration/README.md \
 	    $(distdir)/test/integration/
-	cp -p $(srcdir)/test/integration/lib/*.js $(distdir)/test/integration/lib/
+	cp -p $(srcdir)/test/integration/lib/*.js \
+	    $(srcdir)/test/integration/lib/*.c $(distdir)/test/integration/lib/
 
 # npm dependencies of the integration tests live in the build tree.
 clean-local:

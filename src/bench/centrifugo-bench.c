@@ -43,6 +43,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "b64.h"
 #include "buf.h"
 #include "xmalloc.h"
 
@@ -137,39 +138,6 @@ rng32(void)
 	x ^= x << 17;
 	rng_state = x;
 	return (uint32_t)(x >> 16);
-}
-
-static void
-b64_encode(struct buf *out, const unsigned char *p, size_t n, int url)
-{
-	static const char std[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	static const char urls[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	const char *t = url ? urls : std;
-	size_t i;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		buf_putc(out, t[v >> 18 & 63]);
-		buf_putc(out, t[v >> 12 & 63]);
-		buf_putc(out, t[v >> 6 & 63]);
-		buf_putc(out, t[v & 63]);
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		buf_putc(out, t[v >> 18 & 63]);
-		buf_putc(out, t[v >> 12 & 63]);
-		if (!url)
-			buf_puts(out, "==");
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-		buf_putc(out, t[v >> 18 & 63]);
-		buf_putc(out, t[v >> 12 & 63]);
-		buf_putc(out, t[v >> 6 & 63]);
-		if (!url)
-			buf_putc(out, '=');
-	}
 }
 
 /* Parses an unsigned decimal at p[0..n); returns digits consumed (0 = none). */
@@ -650,16 +618,16 @@ token_build(struct buf *b, long i)
 	unsigned int maclen = 0;
 	static const char hdr[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 
-	b64_encode(&hp, (const unsigned char *)hdr, sizeof hdr - 1, 1);
+	b64_encode(hdr, sizeof hdr - 1, 1, &hp);
 	buf_putc(&hp, '.');
 	buf_printf(&js, "{\"sub\":\"bench%ld\"}", i);
-	b64_encode(&hp, (const unsigned char *)js.data, js.len, 1);
+	b64_encode(js.data, js.len, 1, &hp);
 	if (HMAC(EVP_sha256(), opt.token_secret, (int)strlen(opt.token_secret),
 	    (const unsigned char *)hp.data, hp.len, mac, &maclen) == NULL)
 		die("HMAC failed");
 	buf_append(b, hp.data, hp.len);
 	buf_putc(b, '.');
-	b64_encode(b, mac, maclen, 1);
+	b64_encode(mac, maclen, 1, b);
 	buf_free(&hp);
 	buf_free(&js);
 }
@@ -679,7 +647,7 @@ ws_key(long i, struct buf *out)
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 		raw[k] = (unsigned char)x;
 	}
-	b64_encode(out, raw, sizeof raw, 0);
+	b64_encode(raw, sizeof raw, 0, out);
 }
 
 static int
@@ -1347,7 +1315,7 @@ ws_parse_upgrade(struct wsconn *c)
 	ws_key(c - conns, &key);
 	buf_puts(&key, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
 	SHA1((const unsigned char *)key.data, key.len, sha);
-	b64_encode(&acc, sha, sizeof sha, 0);
+	b64_encode(sha, sizeof sha, 0, &acc);
 	h = strcasestr(c->in.data, "\nSec-WebSocket-Accept:");
 	ok = 0;
 	if (h != NULL) {

@@ -34,9 +34,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "b64.h"
 #include "buf.h"
 #include "xmalloc.h"
 
@@ -308,10 +308,9 @@ http_upgrade(struct conn *c, const char *hdr, size_t hlen)
 	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 	const char *k = json_after(hdr, hlen, "Sec-WebSocket-Key:");
 	unsigned char sha[SHA_DIGEST_LENGTH];
-	unsigned char acc[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
 	char key[128];
 	size_t n = 0;
-	struct buf r = BUF_INIT;
+	struct buf acc = BUF_INIT, r = BUF_INIT;
 	int rc;
 
 	if (k == NULL)
@@ -323,10 +322,12 @@ http_upgrade(struct conn *c, const char *hdr, size_t hlen)
 	memcpy(key, k, n);
 	memcpy(key + n, guid, sizeof guid - 1);
 	SHA1((unsigned char *)key, n + sizeof guid - 1, sha);
-	EVP_EncodeBlock(acc, sha, SHA_DIGEST_LENGTH);
+	b64_encode(sha, sizeof sha, 0, &acc);
 	buf_printf(&r, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", (char *)acc);
+	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %.*s\r\n\r\n",
+	    (int)acc.len, acc.data);
 	rc = conn_send(c, r.data, r.len);
+	buf_free(&acc);
 	buf_free(&r);
 	c->kind = CONN_WS;
 	return rc;

@@ -13,6 +13,7 @@ const { after, describe, test } = require('node:test');
 const { useServer } = require('./lib/harness');
 const { TOP_BUILDDIR, freePort } = require('./lib/server');
 const { API_KEY, HMAC_SECRET } = require('./lib/config');
+const { pollUntil } = require('./lib/util');
 
 const BENCH = path.join(TOP_BUILDDIR, 'src', 'centrifugo-bench');
 const FLOOR = path.join(TOP_BUILDDIR, 'src', 'floor-server');
@@ -137,17 +138,12 @@ describe('centrifugo-bench usage errors', () => {
   });
 });
 
-// Resolves once something accepts TCP connections on the port (bounded).
-async function waitListening(port, tries = 100) {
-  for (let i = 0; i < tries; i++) {
-    const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
+// Whether something accepts TCP connections on the port.
+function listening(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
 }
 
 describe('floor-server (the baseline bench/run.sh measures)', () => {
@@ -157,7 +153,7 @@ describe('floor-server (the baseline bench/run.sh measures)', () => {
     let stderr = '';
     child.stderr.on('data', (d) => { stderr += d; });
     after(() => child.kill('SIGKILL'));
-    await waitListening(port);
+    await pollUntil(() => listening(port), { timeout: 5000, what: `floor-server on ${port}` });
     const r = await run(BENCH, ['--url', `ws://127.0.0.1:${port}/connection/websocket`, ...SHORT,
       '--pid', String(child.pid)]);
     assertClean(r, 40, 4);

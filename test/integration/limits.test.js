@@ -19,6 +19,7 @@ const { useServer, assertHealthy } = require('./lib/harness');
 const { toLibconfig, merge } = require('./lib/config');
 const { rawClient } = require('./lib/wsclient');
 const { pollUntil, sleep } = require('./lib/util');
+const { TOP_SRCDIR } = require('./lib/server');
 
 // One upgrade attempt: resolves { status: 101, ws } when the WebSocket opened,
 // { status: N } when the server answered HTTP N instead, { error } when the
@@ -241,23 +242,13 @@ describe('worker_rlimit_nofile', () => {
   // descriptors must get 503 from the server, and no worker may die.
   describe('a descriptor beyond libwebsockets\' table', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cf-shim-'));
-    fs.writeFileSync(path.join(dir, 'shim.c'), [
-      '#define _GNU_SOURCE',
-      '#include <dlfcn.h>',
-      '#include <unistd.h>',
-      'long sysconf(int name) {',
-      '  static long (*real)(int);',
-      '  if (name == _SC_OPEN_MAX) return 64;',
-      '  if (!real) real = (long (*)(int))dlsym(RTLD_NEXT, "sysconf");',
-      '  return real(name);',
-      '}',
-      ''].join('\n'));
     execFileSync(process.env.CC || 'cc', ['-shared', '-fPIC', '-o', path.join(dir, 'shim.so'),
-      path.join(dir, 'shim.c'), '-ldl']);
+      path.join(TOP_SRCDIR, 'test', 'integration', 'lib', 'open_max_shim.c'), '-ldl']);
     const h = useServer({ workers: 1 }, {
       start: {
         env: {
           LD_PRELOAD: path.join(dir, 'shim.so'),
+          OPEN_MAX_SHIM: '64',
           // A sanitizer build wants its runtime first; the shim is harmless.
           ASAN_OPTIONS: `${process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:` : ''}verify_asan_link_order=0`,
         },
